@@ -1,0 +1,106 @@
+"""The `ai4mat` command: a thin click layer over the harvest modules."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import ConfigError, load_config
+from .fetch import ArxivClient
+from .readme import ReadmeError, render_section, replace_section
+from .runner import RunFailed, run_harvest
+from .store import StoreError, open_db, writing
+
+db_option = click.option(
+    "--db", "db_path", default="ai4mat.db", show_default=True, type=click.Path(dir_okay=False),
+    help="The SQLite dataset file.",
+)
+config_option = click.option(
+    "--config", "config_path", default="config.json", show_default=True, type=click.Path(dir_okay=False),
+    help="JSON config with the arXiv query.",
+)
+
+
+def _load_config(config_path: str):
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise click.ClickException(str(error))
+    for notice in config.notices:
+        click.echo(f"notice: {notice}", err=True)
+    return config
+
+
+@click.group()
+@click.version_option(__version__, prog_name="ai4mat")
+@click.option("-v", "--verbose", is_flag=True, help="Log each request and retry.")
+def cli(verbose: bool):
+    """ArXiv Daily – AI4MAT: harvest arXiv into a versioned SQLite dataset and publish it."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+@db_option
+@config_option
+@click.option("--api-url", help="arXiv API endpoint (default: config api_url, or $ARXIV_API_URL).")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds between API requests (default: config, 3).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True, help="Read timeout per request, seconds.")
+def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | None, timeout: float):
+    """Fetch every result of the configured query and record new papers and versions."""
+    config = _load_config(config_path)
+    client = ArxivClient(
+        api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
+        delay_seconds=config.delay_seconds if delay is None else delay,
+        timeout=(10.0, timeout),
+    )
+    try:
+        with writing(db_path) as db:
+            report = run_harvest(db, client, config.query, max_results=config.max_results)
+    except (StoreError, RunFailed) as error:
+        raise click.ClickException(f"harvest failed: {error}")
+    click.echo(report.summary())
+
+
+@cli.command()
+@db_option
+@click.option("--readme", "readme_path", default="README.md", show_default=True, type=click.Path(dir_okay=False))
+@config_option
+def readme(db_path: str, readme_path: str, config_path: str):
+    """Rewrite the README's paper section from the latest successful run."""
+    config = _load_config(config_path)
+    try:
+        db = open_db(db_path, create=False, writable=False)
+    except StoreError as error:
+        raise click.ClickException(str(error))
+    try:
+        section = render_section(
+            db, zone=config.zone, label=config.timezone_label, max_papers=config.readme_max_papers,
+            more_url=config.dataset_url,
+        )
+    finally:
+        db.close()
+    path = Path(readme_path)
+    try:
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = replace_section(old, section)
+    except (OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"{path}: cannot read ({error})")
+    except ReadmeError as error:
+        raise click.ClickException(f"{path}: {error}")
+    if new == old:
+        click.echo(f"readme: {path} unchanged")
+        return
+    try:
+        # Write beside, then rename: a crash never leaves a half-written README.
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        raise click.ClickException(f"{path}: cannot write ({error.strerror})")
+    click.echo(f"readme: {path} updated")

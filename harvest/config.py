@@ -1,0 +1,101 @@
+"""Read and check `config.json` (the original tracker's file, kept compatible)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_API_URL = "https://export.arxiv.org/api/query"
+# Keys of the original tracker that mean nothing here: accepted, announced, ignored.
+IGNORED_KEYS = ("output_dir", "known_papers_file")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Config:
+    query: str
+    max_results: int | None = None
+    api_url: str = DEFAULT_API_URL
+    delay_seconds: float = 3.0
+    timezone: str = "Asia/Singapore"
+    timezone_label: str = "SGT"
+    readme_max_papers: int = 100
+    dataset_url: str | None = None
+    notices: tuple[str, ...] = ()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+# key -> (accepted types, description used in the error message)
+_TYPES = {
+    "query": ((str,), "a non-empty string"),
+    "max_results": ((int,), "a positive integer"),
+    "api_url": ((str,), "an http(s) URL"),
+    "delay_seconds": ((int, float), "a number of seconds >= 0"),
+    "timezone": ((str,), "an IANA time zone name such as Asia/Singapore"),
+    "timezone_label": ((str,), "a short string such as SGT"),
+    "readme_max_papers": ((int,), "a positive integer"),
+    "dataset_url": ((str, type(None)), "the published Datasette's base URL, or null"),
+}
+
+
+def parse_config(raw: object, source: str = "config") -> Config:
+    """Check a decoded config object and return a Config. Raises ConfigError naming the bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
+    if "query" not in raw:
+        raise ConfigError(f'{source}: missing "query" (an arXiv search query, e.g. "cat:cond-mat.mtrl-sci")')
+    values: dict = {}
+    notices = []
+    for key, value in raw.items():
+        if key in IGNORED_KEYS:
+            notices.append(f'{source}: "{key}" is a key of the original tracker and is ignored here')
+            continue
+        if key not in _TYPES:
+            raise ConfigError(f'{source}: unknown key "{key}" (known: {", ".join(sorted(_TYPES))})')
+        types, description = _TYPES[key]
+        # bool is an int subclass; true is never a valid count.
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ConfigError(f'{source}: "{key}" must be {description}, got {json.dumps(value)}')
+        values[key] = value
+    if not values["query"].strip():
+        raise ConfigError(f'{source}: "query" must be {_TYPES["query"][1]}')
+    for key in ("max_results", "readme_max_papers"):
+        if key in values and values[key] < 1:
+            raise ConfigError(f'{source}: "{key}" must be {_TYPES[key][1]}, got {values[key]}')
+    if values.get("delay_seconds", 0) < 0:
+        raise ConfigError(f'{source}: "delay_seconds" must be {_TYPES["delay_seconds"][1]}')
+    if not values.get("api_url", "https://").startswith(("http://", "https://")):
+        raise ConfigError(f'{source}: "api_url" must be {_TYPES["api_url"][1]}, got {values["api_url"]!r}')
+    if "timezone" in values:
+        try:
+            ZoneInfo(values["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f'{source}: unknown time zone "{values["timezone"]}" (use an IANA name such as Asia/Singapore)')
+    if "delay_seconds" in values:
+        values["delay_seconds"] = float(values["delay_seconds"])
+    return Config(**values, notices=tuple(notices))
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read `path` as JSON and check it. Raises ConfigError with one line a user can act on."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file ({error})")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}")
+    return parse_config(raw, str(path))

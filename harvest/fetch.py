@@ -1,0 +1,201 @@
+"""Talk to the arXiv API politely: one session, a delay between requests, retries, paging."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import requests
+
+from . import __version__
+from .parse import ArxivAPIError, Feed, ParseError, parse_feed
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"ai4mat/{__version__} (+https://github.com/ai4mat/arxiv-daily-ai4mat)"
+PAGE_SIZE = 2000  # arXiv's maximum per request
+QUERY_LIMIT = 30_000  # arXiv refuses start + max_results beyond this for one query
+RETRY_STATUSES = {406, 429} | set(range(500, 600))
+MAX_RETRY_AFTER = 300.0  # seconds; a longer Retry-After fails the run rather than hang the job
+
+
+# Module-level so tests can replace the wait without touching time.sleep for everyone.
+_sleep = time.sleep
+
+
+class FetchError(Exception):
+    """A request kept failing after every retry; the message names the last cause."""
+
+
+@dataclass
+class SearchResult:
+    papers: list[dict] = field(default_factory=list)
+    total_results: int = 0
+    requests: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+class ArxivClient:
+    """Owns the HTTP session, the delay between requests, retries and paging.
+
+    Every request, retries included, starts at least `delay_seconds` after the previous one
+    ended (arXiv's terms: one request every 3 seconds). `sleep` and `clock` are injectable so
+    tests run fast against a local server while still checking the waits asked for.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        delay_seconds: float = 3.0,
+        max_retries: int = 5,
+        backoff_seconds: float | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.api_url = api_url
+        self.delay_seconds = delay_seconds
+        self.max_retries = max_retries
+        # Backoff starts from the polite delay and doubles: 3, 6, 12, 24, 48 s by default.
+        self.backoff_seconds = delay_seconds if backoff_seconds is None else backoff_seconds
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/atom+xml"})
+        self.sleep = sleep or (lambda seconds: _sleep(seconds))
+        self.clock = clock
+        self.requests = 0
+        self._last_request_end: float | None = None
+
+    def _wait_turn(self, at_least: float = 0.0) -> None:
+        wait = at_least
+        if self._last_request_end is not None:
+            wait = max(wait, self.delay_seconds - (self.clock() - self._last_request_end))
+        if wait > 0:
+            self.sleep(wait)
+
+    def _get(self, params: dict) -> requests.Response:
+        self.requests += 1
+        try:
+            return self.session.get(self.api_url, params=params, timeout=self.timeout)
+        finally:
+            self._last_request_end = self.clock()
+
+    def fetch_page(self, params: dict) -> Feed:
+        """GET one page and parse it, retrying transient faults with backoff.
+
+        Transient: connection errors, timeouts, HTTP 406/429/5xx (Retry-After honoured), a body
+        that is not a complete Atom feed, and a page with no entries although totalResults says
+        there should be some. Raises ArxivAPIError at once for arXiv's error feed, FetchError when
+        retries run out.
+        """
+        extra_wait = 0.0
+        for attempt in range(self.max_retries + 1):
+            self._wait_turn(extra_wait)
+            cause, retry_after = self._try_once(params)
+            if isinstance(cause, Feed):
+                return cause
+            if attempt == self.max_retries:
+                break
+            backoff = self.backoff_seconds * 2**attempt
+            if retry_after is not None:
+                if retry_after > MAX_RETRY_AFTER:
+                    raise FetchError(f"{cause}; arXiv asked to wait {retry_after:.0f} s, longer than {MAX_RETRY_AFTER:.0f} s")
+                backoff = max(backoff, retry_after)
+            log.warning("%s; retry %d of %d in %.1f s", cause, attempt + 1, self.max_retries, backoff)
+            extra_wait = backoff
+        raise FetchError(f"{cause} (gave up after {self.max_retries + 1} attempts)")
+
+    def _try_once(self, params: dict) -> tuple[Feed | str, float | None]:
+        """One attempt: the parsed Feed, or a sentence saying why it should be retried."""
+        where = f"start={params.get('start', 0)}"
+        try:
+            response = self._get(params)
+        except requests.Timeout:
+            return f"arXiv API timed out ({where})", None
+        except requests.ConnectionError as error:
+            return f"cannot reach the arXiv API ({where}): {type(error).__name__}", None
+        except requests.RequestException as error:
+            return f"request to the arXiv API failed ({where}): {error}", None
+        if response.status_code in RETRY_STATUSES:
+            return f"arXiv API answered HTTP {response.status_code} ({where})", _retry_after(response)
+        try:
+            feed = parse_feed(response.content)
+        except ArxivAPIError as error:
+            raise ArxivAPIError(f"arXiv API error (HTTP {response.status_code}): {error}") from None
+        except ParseError as error:
+            if response.status_code != 200:
+                raise FetchError(f"arXiv API answered HTTP {response.status_code} ({where}) without a feed") from None
+            return f"unreadable arXiv response ({where}): {error}", None
+        if response.status_code != 200:
+            raise FetchError(f"arXiv API answered HTTP {response.status_code} ({where})")
+        start = int(params.get("start", 0))
+        if not feed.papers and not feed.skipped and feed.total_results > start:
+            return f"arXiv returned an empty page at {where} although totalResults is {feed.total_results}", None
+        return feed, None
+
+    def search(
+        self,
+        query: str,
+        *,
+        max_results: int | None = None,
+        page_size: int = PAGE_SIZE,
+        sort_by: str = "lastUpdatedDate",
+        sort_order: str = "descending",
+    ) -> SearchResult:
+        """Every result of `query` (up to arXiv's 30,000 or `max_results`), in the order served."""
+        result = SearchResult()
+        for feed in self.iter_pages(query, max_results=max_results, page_size=page_size, sort_by=sort_by, sort_order=sort_order):
+            result.papers.extend(feed.papers)
+            result.skipped.extend(feed.skipped)
+            result.total_results = feed.total_results
+        result.requests = self.requests
+        return result
+
+    def iter_pages(
+        self,
+        query: str,
+        *,
+        max_results: int | None = None,
+        page_size: int = PAGE_SIZE,
+        sort_by: str = "lastUpdatedDate",
+        sort_order: str = "descending",
+    ) -> Iterator[Feed]:
+        """Yield each page of `query`, stopping at the last result, `max_results` or 30,000."""
+        limit = min(max_results or QUERY_LIMIT, QUERY_LIMIT)
+        start = 0
+        while start < limit:
+            size = min(page_size, limit - start)
+            params = {
+                "search_query": query,
+                "start": start,
+                "max_results": size,
+                "sortBy": sort_by,
+                "sortOrder": sort_order,
+            }
+            feed = self.fetch_page(params)
+            yield feed
+            served = len(feed.papers) + len(feed.skipped)
+            start += served
+            # The page's own totalResults is the truth: results can vanish between pages.
+            limit = min(limit, feed.total_results)
+            if served == 0:
+                break
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

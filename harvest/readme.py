@@ -1,0 +1,110 @@
+"""Render the README section of the latest successful run, in the original tracker's format."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from zoneinfo import ZoneInfo
+
+import sqlite_utils
+
+START_MARKER = "<!-- ARXIV_PAPERS_START -->"
+END_MARKER = "<!-- ARXIV_PAPERS_END -->"
+EMPTY_HEADLINE = "## 🥳 No new papers today. Take it easy and recharge!"
+
+
+class ReadmeError(Exception):
+    """The README cannot be updated safely; the message says what to fix by hand."""
+
+
+def latest_ok_run(db: sqlite_utils.Database) -> dict | None:
+    rows = db.execute_returning_dicts("SELECT * FROM runs WHERE status = 'ok' ORDER BY id DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+def run_papers(db: sqlite_utils.Database, run_id: int) -> list[dict]:
+    """Versions first seen by `run_id`, newest `updated` first, with the paper's current fields."""
+    return db.execute_returning_dicts(
+        """
+        SELECT v.arxiv_id, v.version, v.title, v.summary, v.authors, v.updated,
+               p.published, p.primary_category
+        FROM versions v JOIN papers p ON p.arxiv_id = v.arxiv_id
+        WHERE v.run_id = ?
+        ORDER BY v.updated DESC, v.arxiv_id DESC, v.version DESC
+        """,
+        [run_id],
+    )
+
+
+def _safe(text: str) -> str:
+    # No paper may open an HTML comment, and so none can close the section early.
+    return text.replace("<!--", "&lt;!--")
+
+
+def _stamp(finished_at: str, zone: ZoneInfo, label: str) -> str:
+    moment = datetime.datetime.strptime(finished_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return f"*Last updated: {moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')} ({label})*\n\n"
+
+
+def _paper_block(index: int, paper: dict) -> str:
+    entry_url = f"http://arxiv.org/abs/{paper['arxiv_id']}v{paper['version']}"
+    authors = ", ".join(json.loads(paper["authors"]))
+    return (
+        f"### {index}. {_safe(paper['title'])}\n\n"
+        f"**Authors:** {_safe(authors)}\n\n"
+        f"**Published:** {(paper['published'] or '')[:10]}\n\n"
+        f"**Category:** {_safe(paper['primary_category'] or '')}\n\n"
+        f"**ID:** {paper['arxiv_id']}v{paper['version']}\n\n"
+        f"**Link:** [{entry_url}]({entry_url})\n\n"
+        f"**Summary:** {_safe(paper['summary'])}...\n\n"
+        "---\n\n"
+    )
+
+
+def render_section(
+    db: sqlite_utils.Database,
+    *,
+    zone: ZoneInfo,
+    label: str = "SGT",
+    max_papers: int = 100,
+    more_url: str | None = None,
+) -> str:
+    """The whole section, markers included, byte for byte in the original tracker's format.
+
+    Lists the versions first seen in the latest successful run (at most `max_papers`, newest
+    first, then one line counting the rest). With no successful run, or none new, the section
+    says so. The stamp is that run's finish time in `zone`.
+    """
+    run = latest_ok_run(db)
+    papers = run_papers(db, run["id"]) if run else []
+    stamp = _stamp(run["finished_at"], zone, label) if run else ""
+    if not papers:
+        body = f"{EMPTY_HEADLINE}\n\n{stamp}"
+    else:
+        body = f"## New Papers ({len(papers)})\n\n{stamp}"
+        body += "".join(_paper_block(index, paper) for index, paper in enumerate(papers[:max_papers], 1))
+        rest = len(papers) - max_papers
+        if rest > 0:
+            where = f"[the full list]({more_url.rstrip('/')}/ai4mat/new_today)" if more_url else "the `new_today` query of the dataset"
+            body += f"*…and {rest} more paper{'s' if rest != 1 else ''} from this run: see {where}.*\n\n"
+    return f"{START_MARKER}\n\n{body}\n{END_MARKER}"
+
+
+def replace_section(readme: str, section: str) -> str:
+    """`readme` with the text between the markers (inclusive) replaced by `section`.
+
+    Appends the section if neither marker is there. Raises ReadmeError if only one is, or they
+    are out of order, rather than guess which text is ours.
+    """
+    start = readme.find(START_MARKER)
+    end = readme.find(END_MARKER, start if start >= 0 else 0)
+    if start < 0 and END_MARKER not in readme:
+        return f"{readme}\n\n{section}" if readme else section
+    if start < 0 or end < 0:
+        raise ReadmeError(
+            f"README has {'an end' if start < 0 else 'a start'} marker without its pair; "
+            f"fix the {START_MARKER} / {END_MARKER} lines by hand"
+        )
+    if readme.count(START_MARKER) > 1:
+        raise ReadmeError(f"README has more than one {START_MARKER}; keep one section and rerun")
+    return readme[:start] + section + readme[end + len(END_MARKER):]

@@ -1,0 +1,71 @@
+"""One harvest run: fetch the query's whole result set, then store it in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from .fetch import ArxivClient, FetchError
+from .parse import ArxivAPIError
+from .store import RunCounts, close_interrupted_runs, fail_run, finish_run, save_papers, start_run
+
+log = logging.getLogger(__name__)
+
+
+class RunFailed(Exception):
+    """The run failed and was recorded as failed; no paper of it was stored."""
+
+    def __init__(self, run_id: int, message: str):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    counts: RunCounts
+    requests: int
+    skipped: int
+
+    def summary(self) -> str:
+        line = (
+            f"harvest: {self.counts.new} new, {self.counts.updated} updated, "
+            f"{self.counts.unchanged} unchanged ({self.requests} request{'s' if self.requests != 1 else ''})"
+        )
+        if self.skipped:
+            line += f"; {self.skipped} unreadable entr{'ies' if self.skipped != 1 else 'y'} skipped"
+        return line
+
+
+def run_harvest(db: sqlite_utils.Database, client: ArxivClient, query: str, *, max_results: int | None = None) -> RunReport:
+    """Scan every result of `query` and record the run.
+
+    Promise: either every paper of the run is stored and the run is `ok`, or none is and the
+    run is `failed` with the error (RunFailed is raised). Papers are compared by (arxiv_id,
+    version), never by date, so late announcements and old papers that start matching are caught.
+    """
+    close_interrupted_runs(db)
+    run_id = start_run(db, query)
+    try:
+        result = client.search(query, max_results=max_results)
+    except (FetchError, ArxivAPIError) as error:
+        fail_run(db, run_id, str(error), requests=client.requests)
+        raise RunFailed(run_id, str(error)) from None
+    try:
+        with db.atomic():
+            counts = save_papers(db, run_id, result.papers)
+            finish_run(
+                db, run_id, counts, requests=client.requests, total_results=result.total_results,
+                skipped=len(result.skipped),
+            )
+    except sqlite3.Error as error:
+        message = f"could not store the run ({error})"
+        try:
+            fail_run(db, run_id, message, requests=client.requests)
+        except sqlite3.Error:
+            log.warning("could not record the failure of run %s either", run_id)
+        raise RunFailed(run_id, message) from None
+    return RunReport(run_id=run_id, counts=counts, requests=client.requests, skipped=len(result.skipped))

@@ -1,0 +1,367 @@
+"""The versioned SQLite dataset: schema, migrations, and saving one run's papers.
+
+Store functions take `db` (a sqlite_utils.Database) first and plain dicts from `harvest.parse`.
+The schema of `runs`, `papers` and `versions` is the dataset's public API: add, never rename.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import sqlite3
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"
+INTERRUPTED = "interrupted: the process stopped before the run finished"
+
+# Columns a version row copies from the paper as served.
+VERSION_COLUMNS = ("updated", "title", "summary", "authors", "categories", "comment", "journal_ref", "doi")
+PAPER_COLUMNS = (
+    "version", "title", "summary", "authors", "primary_category", "categories", "published",
+    "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
+)
+
+
+class StoreError(Exception):
+    """The database file cannot be used as it is; the message says why and what to do."""
+
+
+class DatabaseBusy(StoreError):
+    """Another ai4mat process is writing to the same file."""
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------- opening and shape
+
+
+def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
+    """Refuse files SQLite would misread or we could only half-write, before opening them."""
+    if not path.exists():
+        if must_exist:
+            raise StoreError(f"{path}: database not found (run `ai4mat harvest --db {path}` first)")
+        if writable and not os.access(path.parent.resolve(), os.W_OK):
+            raise StoreError(f"{path}: cannot create the database, directory {path.parent} is not writable")
+        return
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory, not a database file")
+    size = path.stat().st_size
+    if size == 0:
+        if must_exist:
+            raise StoreError(f"{path}: database file is empty (run `ai4mat harvest --db {path}` first)")
+    else:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+        if not header.startswith(SQLITE_HEADER):
+            raise StoreError(f"{path}: not an SQLite database; refusing to touch it")
+        if len(header) < 100:
+            raise StoreError(f"{path}: truncated SQLite file ({size} bytes); restore it from a release")
+        page_size = struct.unpack(">H", header[16:18])[0]
+        page_size = 65536 if page_size == 1 else page_size
+        change_counter, page_count = struct.unpack(">II", header[24:32])
+        valid_for = struct.unpack(">I", header[92:96])[0]
+        if valid_for == change_counter and page_count * page_size > size:
+            raise StoreError(
+                f"{path}: truncated SQLite file ({size} of {page_count * page_size} bytes); restore it from a release"
+            )
+    if writable:
+        if not os.access(path, os.W_OK):
+            raise StoreError(f"{path}: database file is read-only")
+        if not os.access(path.parent.resolve(), os.W_OK):
+            # SQLite writes its rollback journal beside the file.
+            raise StoreError(f"{path}: directory {path.parent} is not writable (SQLite needs it for its journal)")
+
+
+def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = True) -> sqlite_utils.Database:
+    """Open the dataset at `path`, creating or migrating it as needed when `writable`.
+
+    Raises StoreError, leaving the file untouched, for a file that is not SQLite, truncated,
+    read-only, from a newer ai4mat, or another application's database.
+    """
+    path = Path(path)
+    _check_file(path, must_exist=not create, writable=writable)
+    try:
+        if writable:
+            db = sqlite_utils.Database(path)
+        else:
+            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+        db.conn.execute("PRAGMA busy_timeout = 30000")
+        ensure_db_shape(db) if writable else check_schema_version(db, path)
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: cannot use this database ({error})") from None
+    return db
+
+
+def check_schema_version(db: sqlite_utils.Database, path: os.PathLike | str = "database") -> int:
+    """The file's schema version; StoreError if it is newer than ours or not ours at all."""
+    user_version = db.execute("PRAGMA user_version").fetchone()[0]
+    if user_version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: written by a newer ai4mat (schema {user_version}, this is {SCHEMA_VERSION}); "
+            "upgrade ai4mat (pip install -U ai4mat) to use it"
+        )
+    if user_version == 0 and db.table_names():
+        raise StoreError(f"{path}: not an ai4mat database (it holds other tables); refusing to touch it")
+    return user_version
+
+
+def _schema_v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": int, "started_at": str, "finished_at": str, "query": str, "status": str,
+            "fetched": int, "new": int, "updated": int, "requests": int, "error": str,
+            "kind": str, "total_results": int, "skipped": int, "refreshed": int, "ai4mat_version": str,
+        },
+        pk="id",
+        not_null={"started_at", "query", "status"},
+    )
+    db["papers"].create(
+        {
+            "arxiv_id": str, "version": int, "title": str, "summary": str, "authors": str,
+            "primary_category": str, "categories": str, "published": str, "updated": str,
+            "comment": str, "journal_ref": str, "doi": str, "abs_url": str, "pdf_url": str,
+            "first_run": int, "last_run": int,
+        },
+        pk="arxiv_id",
+        not_null={"version", "title", "summary", "first_run", "last_run"},
+        foreign_keys=[("first_run", "runs", "id"), ("last_run", "runs", "id")],
+    )
+    db["versions"].create(
+        {
+            "arxiv_id": str, "version": int, "run_id": int, "updated": str, "title": str,
+            "summary": str, "authors": str, "categories": str, "comment": str,
+            "journal_ref": str, "doi": str,
+        },
+        pk=("arxiv_id", "version"),
+        not_null={"run_id"},
+        foreign_keys=[("arxiv_id", "papers", "arxiv_id"), ("run_id", "runs", "id")],
+    )
+    # One row per (paper, author) and (paper, category): the current version's, for facets and
+    # exact author/category lookups that a JSON column cannot index.
+    db["paper_authors"].create(
+        {"arxiv_id": str, "position": int, "name": str},
+        pk=("arxiv_id", "position"),
+        foreign_keys=[("arxiv_id", "papers", "arxiv_id")],
+    )
+    db["paper_categories"].create(
+        {"arxiv_id": str, "position": int, "category": str},
+        pk=("arxiv_id", "position"),
+        foreign_keys=[("arxiv_id", "papers", "arxiv_id")],
+    )
+    for table, columns in (
+        ("papers", ["updated"]), ("papers", ["published"]), ("papers", ["primary_category"]),
+        ("papers", ["first_run"]), ("papers", ["last_run"]), ("versions", ["run_id"]),
+        ("runs", ["status", "id"]), ("paper_authors", ["name"]), ("paper_categories", ["category"]),
+    ):
+        db[table].create_index(columns, if_not_exists=True)
+    db["papers"].enable_fts(["title", "summary"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    # sqlite-utils' update trigger re-indexes a row on any change; a run touches last_run on
+    # every paper it sees, so re-index only when the indexed text changes.
+    db.execute("DROP TRIGGER papers_au")
+    db.execute(
+        """CREATE TRIGGER "papers_au" AFTER UPDATE OF "title", "summary" ON "papers" BEGIN
+  INSERT INTO "papers_fts" ("papers_fts", rowid, "title", "summary") VALUES('delete', old.rowid, old."title", old."summary");
+  INSERT INTO "papers_fts" (rowid, "title", "summary") VALUES (new.rowid, new."title", new."summary");
+END"""
+    )
+
+
+# Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
+MIGRATIONS = [_schema_v1]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def ensure_db_shape(db: sqlite_utils.Database) -> None:
+    """Create or migrate the schema in place; safe to call on every open."""
+    current = check_schema_version(db)
+    for target in range(current + 1, SCHEMA_VERSION + 1):
+        with db.atomic():
+            MIGRATIONS[target - 1](db)
+            db.execute(f"PRAGMA user_version = {target}")
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[sqlite_utils.Database]:
+    """Open the dataset for writing under an exclusive writer lock, creating it if missing.
+
+    Raises DatabaseBusy at once if another process holds the lock: two harvests on one file
+    would both fetch from arXiv and race. The lock is an flock on the database file itself
+    (SQLite's own locks are POSIX locks, which flock does not disturb); it is taken before the
+    schema is checked so two first runs cannot both create it.
+    """
+    path = Path(path)
+    _check_file(path, must_exist=False, writable=True)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot open the database ({error.strerror})") from None
+    db = None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseBusy(f"{path}: another ai4mat run is writing to this file; wait for it to finish") from None
+        db = open_db(path)
+        yield db
+    finally:
+        # Close SQLite before our descriptor: closing any descriptor of a file drops the
+        # process's POSIX locks on it, SQLite's included.
+        if db is not None:
+            db.close()
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass
+class RunCounts:
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    refreshed: int = 0
+
+    @property
+    def unchanged(self) -> int:
+        return self.fetched - self.new - self.updated
+
+
+def close_interrupted_runs(db: sqlite_utils.Database) -> int:
+    """Mark runs left `running` by a killed process as failed. Call only inside `writing`."""
+    cursor = db.execute(
+        "UPDATE runs SET status = 'failed', error = ? WHERE status = 'running'", [INTERRUPTED]
+    )
+    return cursor.rowcount
+
+
+def start_run(db: sqlite_utils.Database, query: str, *, kind: str = "harvest") -> int:
+    """Record a run as `running` (committed at once, so a crash leaves a trace) and return its id."""
+    table = db["runs"].insert(
+        {
+            "started_at": utc_now(), "query": query, "status": "running", "kind": kind,
+            "ai4mat_version": __version__,
+        }
+    )
+    return table.last_pk
+
+
+def fail_run(db: sqlite_utils.Database, run_id: int, error: str, **counts) -> None:
+    """Record why a run failed; its papers (none stored) are untouched."""
+    db["runs"].update(run_id, {"status": "failed", "finished_at": utc_now(), "error": error, **counts})
+
+
+def finish_run(db: sqlite_utils.Database, run_id: int, counts: RunCounts, **extra) -> None:
+    db["runs"].update(
+        run_id,
+        {
+            "status": "ok", "finished_at": utc_now(), "fetched": counts.fetched, "new": counts.new,
+            "updated": counts.updated, "refreshed": counts.refreshed, "error": None, **extra,
+        },
+    )
+
+
+def _chunks(items: list, size: int = 500) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _known(db: sqlite_utils.Database, arxiv_ids: list[str]) -> tuple[dict[str, dict], set[tuple[str, int]]]:
+    """Current paper rows and every stored (arxiv_id, version) for the given ids."""
+    papers: dict[str, dict] = {}
+    versions: set[tuple[str, int]] = set()
+    for chunk in _chunks(arxiv_ids):
+        marks = ",".join("?" * len(chunk))
+        for row in db.execute_returning_dicts(f"SELECT * FROM papers WHERE arxiv_id IN ({marks})", chunk):
+            papers[row["arxiv_id"]] = row
+        for arxiv_id, version in db.execute(f"SELECT arxiv_id, version FROM versions WHERE arxiv_id IN ({marks})", chunk):
+            versions.add((arxiv_id, version))
+    return papers, versions
+
+
+def _as_row(paper: dict) -> dict:
+    row = {column: paper.get(column) for column in PAPER_COLUMNS}
+    row["authors"] = json.dumps(paper["authors"], ensure_ascii=False)
+    row["categories"] = json.dumps(paper["categories"], ensure_ascii=False)
+    return row
+
+
+def _replace_facets(db: sqlite_utils.Database, arxiv_id: str, paper: dict) -> None:
+    db.execute("DELETE FROM paper_authors WHERE arxiv_id = ?", [arxiv_id])
+    db.execute("DELETE FROM paper_categories WHERE arxiv_id = ?", [arxiv_id])
+    db.conn.executemany(
+        "INSERT INTO paper_authors (arxiv_id, position, name) VALUES (?, ?, ?)",
+        [(arxiv_id, position, name) for position, name in enumerate(paper["authors"])],
+    )
+    db.conn.executemany(
+        "INSERT INTO paper_categories (arxiv_id, position, category) VALUES (?, ?, ?)",
+        [(arxiv_id, position, category) for position, category in enumerate(paper["categories"])],
+    )
+
+
+def unique_versions(papers: Iterable[dict]) -> list[dict]:
+    """Drop repeats of the same (arxiv_id, version), which paging can serve twice; keep the first."""
+    seen: set[tuple[str, int]] = set()
+    unique = []
+    for paper in papers:
+        key = (paper["arxiv_id"], paper["version"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(paper)
+    return unique
+
+
+def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
+    """Compare each served (arxiv_id, version) with the database and store what is new.
+
+    A paper not seen before is `new`; a higher version of a known paper is `updated`; a version
+    already stored is unchanged, though the paper's current row takes the metadata arXiv changes
+    without a new version (journal_ref, doi, comment) and counts as `refreshed`. Every version
+    first seen gets a `versions` row owned by `run_id`; every paper seen gets `last_run = run_id`.
+    Runs inside the caller's transaction; it does not commit.
+    """
+    papers = unique_versions(papers)
+    # Highest version first, so a paper served at two versions in one run ends at the newest.
+    papers.sort(key=lambda paper: -paper["version"])
+    counts = RunCounts(fetched=len({paper["arxiv_id"] for paper in papers}))
+    current, stored_versions = _known(db, sorted({paper["arxiv_id"] for paper in papers}))
+    for paper in papers:
+        arxiv_id, version = paper["arxiv_id"], paper["version"]
+        row = _as_row(paper)
+        known = current.get(arxiv_id)
+        if known is None:
+            db["papers"].insert({"arxiv_id": arxiv_id, **row, "first_run": run_id, "last_run": run_id})
+            _replace_facets(db, arxiv_id, paper)
+            current[arxiv_id] = {"arxiv_id": arxiv_id, **row, "first_run": run_id}
+            counts.new += 1
+        elif version > known["version"]:
+            db["papers"].update(arxiv_id, {**row, "last_run": run_id})
+            _replace_facets(db, arxiv_id, paper)
+            current[arxiv_id] = {**known, **row}
+            counts.updated += 1
+        elif version == known["version"] and any(known[column] != row[column] for column in PAPER_COLUMNS):
+            db["papers"].update(arxiv_id, row)
+            _replace_facets(db, arxiv_id, paper)
+            current[arxiv_id] = {**known, **row}
+            counts.refreshed += 1
+        if (arxiv_id, version) not in stored_versions:
+            db["versions"].insert(
+                {"arxiv_id": arxiv_id, "version": version, "run_id": run_id, **{c: row[c] for c in VERSION_COLUMNS}}
+            )
+            stored_versions.add((arxiv_id, version))
+    seen = sorted(current)
+    for chunk in _chunks(seen):
+        db.execute(f"UPDATE papers SET last_run = ? WHERE arxiv_id IN ({','.join('?' * len(chunk))})", [run_id, *chunk])
+    return counts
