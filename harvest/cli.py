@@ -61,7 +61,9 @@ def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | 
     )
     try:
         with writing(db_path) as db:
-            report = run_harvest(db, client, config.query, max_results=config.max_results)
+            report = run_harvest(
+                db, client, config.query, max_results=config.max_results, page_size=config.page_size
+            )
     except (StoreError, RunFailed) as error:
         raise click.ClickException(f"harvest failed: {error}")
     click.echo(report.summary())

@@ -26,6 +26,7 @@ class Config:
     timezone: str = "Asia/Singapore"
     timezone_label: str = "SGT"
     readme_max_papers: int = 100
+    page_size: int = 2000
     dataset_url: str | None = None
     notices: tuple[str, ...] = ()
 
@@ -43,6 +44,7 @@ _TYPES = {
     "timezone": ((str,), "an IANA time zone name such as Asia/Singapore"),
     "timezone_label": ((str,), "a short string such as SGT"),
     "readme_max_papers": ((int,), "a positive integer"),
+    "page_size": ((int,), "an integer from 1 to 2000 (arXiv's maximum per request)"),
     "dataset_url": ((str, type(None)), "the published Datasette's base URL, or null"),
 }
 
@@ -71,6 +73,8 @@ def parse_config(raw: object, source: str = "config") -> Config:
     for key in ("max_results", "readme_max_papers"):
         if key in values and values[key] < 1:
             raise ConfigError(f'{source}: "{key}" must be {_TYPES[key][1]}, got {values[key]}')
+    if not 1 <= values.get("page_size", 2000) <= 2000:
+        raise ConfigError(f'{source}: "page_size" must be {_TYPES["page_size"][1]}, got {values["page_size"]}')
     if values.get("delay_seconds", 0) < 0:
         raise ConfigError(f'{source}: "delay_seconds" must be {_TYPES["delay_seconds"][1]}')
     if not values.get("api_url", "https://").startswith(("http://", "https://")):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from .fetch import ArxivClient, FetchError
+from .fetch import PAGE_SIZE, ArxivClient, FetchError
 from .parse import ArxivAPIError
 from .store import RunCounts, close_interrupted_runs, fail_run, finish_run, save_papers, start_run
 
@@ -40,7 +40,14 @@ class RunReport:
         return line
 
 
-def run_harvest(db: sqlite_utils.Database, client: ArxivClient, query: str, *, max_results: int | None = None) -> RunReport:
+def run_harvest(
+    db: sqlite_utils.Database,
+    client: ArxivClient,
+    query: str,
+    *,
+    max_results: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> RunReport:
     """Scan every result of `query` and record the run.
 
     Promise: either every paper of the run is stored and the run is `ok`, or none is and the
@@ -50,7 +57,7 @@ def run_harvest(db: sqlite_utils.Database, client: ArxivClient, query: str, *, m
     close_interrupted_runs(db)
     run_id = start_run(db, query)
     try:
-        result = client.search(query, max_results=max_results)
+        result = client.search(query, max_results=max_results, page_size=page_size)
     except (FetchError, ArxivAPIError) as error:
         fail_run(db, run_id, str(error), requests=client.requests)
         raise RunFailed(run_id, str(error)) from None
