@@ -166,7 +166,8 @@ class ArxivClient:
         sort_order: str = "descending",
     ) -> Iterator[Feed]:
         """Yield each page of `query`, stopping at the last result, `max_results` or 30,000."""
-        limit = min(max_results or QUERY_LIMIT, QUERY_LIMIT)
+        cap = min(max_results or QUERY_LIMIT, QUERY_LIMIT)
+        limit = cap
         start = 0
         while start < limit:
             size = min(page_size, limit - start)
@@ -181,8 +182,8 @@ class ArxivClient:
             yield feed
             served = len(feed.papers) + len(feed.skipped)
             start += served
-            # The page's own totalResults is the truth: results can vanish between pages.
-            limit = min(limit, feed.total_results)
+            # The latest page's totalResults is the truth: results come and go between pages.
+            limit = min(cap, feed.total_results)
             if served == 0:
                 break
 
