@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -108,6 +109,16 @@ def _entry(paper: dict, style: str) -> str:
     return "\n".join(lines)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Stays quiet when a client hangs up first (after its own timeout, or after a `reset`)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Request:
     path: str
@@ -142,9 +153,9 @@ class FakeArxiv:
             def do_GET(self):
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
