@@ -99,7 +99,9 @@ def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = Tr
         else:
             db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
         db.conn.execute("PRAGMA busy_timeout = 30000")
-        ensure_db_shape(db) if writable else check_schema_version(db, path)
+        check_schema_version(db, path)
+        if writable:
+            ensure_db_shape(db)
     except sqlite3.DatabaseError as error:
         raise StoreError(f"{path}: cannot use this database ({error})") from None
     return db
@@ -167,6 +169,7 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
         ("runs", ["status", "id"]), ("paper_authors", ["name"]), ("paper_categories", ["category"]),
     ):
         db[table].create_index(columns, if_not_exists=True)
+    _create_backfill_windows(db)
     db["papers"].enable_fts(["title", "summary"], fts_version="FTS5", create_triggers=True, tokenize="porter")
     # sqlite-utils' update trigger re-indexes a row on any change; a run touches last_run on
     # every paper it sees, so re-index only when the indexed text changes.
@@ -176,6 +179,22 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
   INSERT INTO "papers_fts" ("papers_fts", rowid, "title", "summary") VALUES('delete', old.rowid, old."title", old."summary");
   INSERT INTO "papers_fts" (rowid, "title", "summary") VALUES (new.rowid, new."title", new."summary");
 END"""
+    )
+
+
+def _create_backfill_windows(db: sqlite_utils.Database) -> None:
+    # One row per submittedDate window of a backfill: `done` windows are skipped when the same
+    # backfill is run again, `split` ones are known to need halving, `failed` ones are retried.
+    db["backfill_windows"].create(
+        {
+            "query": str, "window_start": str, "window_end": str, "status": str,
+            "total_results": int, "papers": int, "requests": int, "run_id": int,
+            "finished_at": str, "error": str,
+        },
+        pk=("query", "window_start", "window_end"),
+        not_null={"status", "run_id"},
+        foreign_keys=[("run_id", "runs", "id")],
+        if_not_exists=True,
     )
 
 
@@ -191,6 +210,10 @@ def ensure_db_shape(db: sqlite_utils.Database) -> None:
         with db.atomic():
             MIGRATIONS[target - 1](db)
             db.execute(f"PRAGMA user_version = {target}")
+    # Files made while schema 1 was unreleased may lack tables added to it since.
+    if "backfill_windows" not in db.table_names():
+        with db.atomic():
+            _create_backfill_windows(db)
 
 
 @contextmanager
@@ -364,4 +387,59 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) 
     seen = sorted(current)
     for chunk in _chunks(seen):
         db.execute(f"UPDATE papers SET last_run = ? WHERE arxiv_id IN ({','.join('?' * len(chunk))})", [run_id, *chunk])
+    return counts
+
+
+def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
+    """The same outcome and counts as `save_papers`, at bulk speed for papers not stored yet.
+
+    Papers already in the database go through `save_papers`. The others are inserted with
+    `executemany` and indexed for search by one `INSERT ... SELECT` into papers_fts instead of the
+    per-row insert trigger, which halves the cost of a large load. The trigger is dropped and
+    recreated inside this function's own transaction (a savepoint inside the caller's), so no
+    other connection ever sees the table without it and a crash leaves the index in step.
+    """
+    papers = unique_versions(papers)
+    with db.atomic():
+        current, _ = _known(db, sorted({paper["arxiv_id"] for paper in papers}))
+        counts = save_papers(db, run_id, [paper for paper in papers if paper["arxiv_id"] in current])
+        fresh: dict[str, list[dict]] = {}
+        for paper in papers:
+            if paper["arxiv_id"] not in current:
+                fresh.setdefault(paper["arxiv_id"], []).append(paper)
+        if not fresh:
+            return counts
+        paper_rows, version_rows, author_rows, category_rows = [], [], [], []
+        for arxiv_id, served in fresh.items():
+            served.sort(key=lambda paper: paper["version"])
+            for paper in served:
+                row = _as_row(paper)
+                version_rows.append((arxiv_id, paper["version"], run_id, *(row[c] for c in VERSION_COLUMNS)))
+            latest = served[-1]
+            row = _as_row(latest)
+            paper_rows.append((arxiv_id, *(row[c] for c in PAPER_COLUMNS), run_id, run_id))
+            author_rows += [(arxiv_id, position, name) for position, name in enumerate(latest["authors"])]
+            category_rows += [(arxiv_id, position, category) for position, category in enumerate(latest["categories"])]
+        (last_rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM papers").fetchone()
+        (trigger_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'papers_ai'").fetchone()
+        db.execute("DROP TRIGGER papers_ai")
+        paper_columns = ("arxiv_id", *PAPER_COLUMNS, "first_run", "last_run")
+        version_columns = ("arxiv_id", "version", "run_id", *VERSION_COLUMNS)
+        for table, columns, rows in (
+            ("papers", paper_columns, paper_rows),
+            ("versions", version_columns, version_rows),
+            ("paper_authors", ("arxiv_id", "position", "name"), author_rows),
+            ("paper_categories", ("arxiv_id", "position", "category"), category_rows),
+        ):
+            db.conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
+            )
+        # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows inserted above.
+        db.execute(
+            "INSERT INTO papers_fts (rowid, title, summary) SELECT rowid, title, summary FROM papers WHERE rowid > ?",
+            [last_rowid],
+        )
+        db.execute(trigger_sql)
+    counts.fetched += len(fresh)
+    counts.new += len(fresh)
     return counts
