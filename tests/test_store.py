@@ -1,0 +1,108 @@
+"""Schema creation, versioning and migration, and the writer lock."""
+
+import sqlite3
+
+import pytest
+import sqlite_utils
+
+import harvest.store as store
+from harvest.store import DatabaseBusy, StoreError, ensure_db_shape, open_db, writing
+
+
+def table_columns(path, table):
+    connection = sqlite3.connect(path)
+    try:
+        return [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+    finally:
+        connection.close()
+
+
+def test_new_file_gets_the_public_schema(db_path):
+    with writing(db_path):
+        pass
+    assert table_columns(db_path, "runs")[:10] == [
+        "id", "started_at", "finished_at", "query", "status", "fetched", "new", "updated", "requests", "error",
+    ]
+    assert table_columns(db_path, "papers") == [
+        "arxiv_id", "version", "title", "summary", "authors", "primary_category", "categories", "published",
+        "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "first_run", "last_run",
+    ]
+    assert table_columns(db_path, "versions") == [
+        "arxiv_id", "version", "run_id", "updated", "title", "summary", "authors", "categories", "comment",
+        "journal_ref", "doi",
+    ]
+    db = sqlite_utils.Database(db_path)
+    assert db["papers"].detect_fts() == "papers_fts"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert {fk.column: fk.other_table for fk in db["versions"].foreign_keys} == {"arxiv_id": "papers", "run_id": "runs"}
+    assert ["updated"] in [index.columns for index in db["papers"].indexes]
+
+
+def test_empty_file_is_initialised(db_path):
+    db_path.write_bytes(b"")
+    with writing(db_path) as db:
+        assert "papers" in db.table_names()
+
+
+def test_ensure_db_shape_twice_changes_nothing():
+    db = sqlite_utils.Database(memory=True)
+    ensure_db_shape(db)
+    schema = db.schema
+    ensure_db_shape(db)
+    assert db.schema == schema
+
+
+def test_older_file_is_migrated_in_place_keeping_its_rows(db_path, monkeypatch):
+    with writing(db_path) as db:
+        db["runs"].insert({"started_at": "2026-11-01T00:00:00Z", "query": "q", "status": "ok"})
+
+    def add_seen_by_column(db):
+        db["runs"].add_column("host", str)
+
+    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_seen_by_column])
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    with writing(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert list(db.query("select id, query, host from runs")) == [{"id": 1, "query": "q", "host": None}]
+
+
+def test_failed_migration_leaves_the_file_as_it_was(db_path, monkeypatch):
+    with writing(db_path):
+        pass
+    before = db_path.read_bytes()
+
+    def broken(db):
+        db["runs"].add_column("host", str)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, broken])
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    with pytest.raises(StoreError, match="cannot use this database"):
+        with writing(db_path):
+            pass
+    assert db_path.read_bytes() == before
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_file(db_path):
+    with writing(db_path):
+        with pytest.raises(DatabaseBusy, match="another ai4mat run is writing to this file; wait for it to finish"):
+            with writing(db_path):
+                pass
+    with writing(db_path):  # released afterwards
+        pass
+
+
+def test_read_only_open_does_not_create(tmp_path):
+    with pytest.raises(StoreError, match="database not found"):
+        open_db(tmp_path / "missing.db", create=False, writable=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_truncated_file_is_refused(db_path):
+    with writing(db_path) as db:
+        db["runs"].insert_all({"started_at": "x", "query": "q" * 2000, "status": "ok"} for _ in range(50))
+    data = db_path.read_bytes()
+    db_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StoreError, match=r"truncated SQLite file \(\d+ of \d+ bytes\); restore it from a release"):
+        with writing(db_path):
+            pass
