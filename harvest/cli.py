@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
 from .config import ConfigError, load_config
+from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfill
 from .fetch import ArxivClient
 from .readme import ReadmeError, render_section, replace_section
 from .runner import RunFailed, run_harvest
@@ -67,6 +70,40 @@ def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | 
     except (StoreError, RunFailed) as error:
         raise click.ClickException(f"harvest failed: {error}")
     click.echo(report.summary())
+    if report.notice():
+        click.echo(report.notice(), err=True)
+
+
+@cli.command()
+@db_option
+@config_option
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default="1991-01-01", show_default=True,
+              help="First submission day (UTC) to fetch.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last submission day (UTC) to fetch.  [default: today]")
+@click.option("--api-url", help="arXiv API endpoint (default: config api_url, or $ARXIV_API_URL).")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds between API requests (default: config, 3).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True, help="Read timeout per request, seconds.")
+def backfill(db_path, config_path, since, until, api_url, delay, timeout):
+    """Fetch the configured query's whole history, window by window; rerun to resume."""
+    config = _load_config(config_path)
+    since = since.date()
+    until = until.date() if until else datetime.datetime.now(datetime.timezone.utc).date()
+    if since > until:
+        raise click.ClickException(f"--since {since} is after --until {until}")
+    client = ArxivClient(
+        api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
+        delay_seconds=config.delay_seconds if delay is None else delay,
+        timeout=(10.0, timeout),
+    )
+    display = TerminalProgress() if sys.stderr.isatty() else LogProgress(lambda line: click.echo(line, err=True))
+    try:
+        with writing(db_path) as db, display:
+            report = run_backfill(db, client, config.query, since=since, until=until, page_size=config.page_size, progress=display)
+    except (StoreError, BackfillFailed) as error:
+        raise click.ClickException(f"backfill failed: {error}")
+    click.echo(report.summary())
+    if report.notice():
+        click.echo(report.notice(), err=True)
 
 
 @cli.command()

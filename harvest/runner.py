@@ -29,6 +29,8 @@ class RunReport:
     counts: RunCounts
     requests: int
     skipped: int
+    total_results: int = 0
+    scanned: int = 0
 
     def summary(self) -> str:
         line = (
@@ -38,6 +40,15 @@ class RunReport:
         if self.skipped:
             line += f"; {self.skipped} unreadable entr{'ies' if self.skipped != 1 else 'y'} skipped"
         return line
+
+    def notice(self) -> str | None:
+        """A warning when the query has more results than one run scans, else None."""
+        if self.total_results <= self.scanned:
+            return None
+        return (
+            f"notice: the query has {self.total_results} results; this run scanned the newest {self.scanned} "
+            "(arXiv serves at most 30,000 per query, or config max_results): use `ai4mat backfill` for older papers"
+        )
 
 
 def run_harvest(
@@ -75,4 +86,7 @@ def run_harvest(
         except sqlite3.Error:
             log.warning("could not record the failure of run %s either", run_id)
         raise RunFailed(run_id, message) from None
-    return RunReport(run_id=run_id, counts=counts, requests=client.requests, skipped=len(result.skipped))
+    return RunReport(
+        run_id=run_id, counts=counts, requests=client.requests, skipped=len(result.skipped),
+        total_results=result.total_results, scanned=len(result.papers) + len(result.skipped),
+    )

@@ -174,3 +174,15 @@ def test_foreign_database_is_refused_and_untouched(tmp_path, config_path):
 def test_python_dash_m_harvest_is_the_same_command():
     result = subprocess.run([sys.executable, "-m", "harvest", "--version"], capture_output=True, text=True)
     assert (result.returncode, result.stdout) == (0, "ai4mat, version 0.1.0\n")
+
+
+def test_query_larger_than_the_scan_gets_a_notice(fake_arxiv, db_path, tmp_path, sleeps):
+    config = tmp_path / "capped.json"
+    config.write_text(json.dumps({"query": "cat:cs.LG", "max_results": 2}))
+    fake_arxiv.papers = [make_paper(n) for n in range(1, 6)]
+    result = CliRunner().invoke(cli, [str(a) for a in harvest_args(fake_arxiv, db_path, config)])
+    assert (result.exit_code, result.stdout) == (0, "harvest: 2 new, 0 updated, 0 unchanged (1 request)\n")
+    assert result.stderr == (
+        "notice: the query has 5 results; this run scanned the newest 2 (arXiv serves at most 30,000 per query, "
+        "or config max_results): use `ai4mat backfill` for older papers\n"
+    )
