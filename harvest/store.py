@@ -180,6 +180,13 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
   INSERT INTO "papers_fts" (rowid, "title", "summary") VALUES (new.rowid, new."title", new."summary");
 END"""
     )
+    # The history is append-only: the file itself refuses to rewrite or drop a version.
+    for event in ("UPDATE", "DELETE"):
+        db.execute(
+            f"""CREATE TRIGGER "versions_no_{event.lower()}" BEFORE {event} ON "versions" BEGIN
+  SELECT RAISE(ABORT, 'versions is append-only: a version once seen is never changed or removed');
+END"""
+        )
 
 
 def _create_backfill_windows(db: sqlite_utils.Database) -> None:

@@ -106,3 +106,17 @@ def test_truncated_file_is_refused(db_path):
     with pytest.raises(StoreError, match=r"truncated SQLite file \(\d+ of \d+ bytes\); restore it from a release"):
         with writing(db_path):
             pass
+
+
+def test_versions_history_is_append_only(db_path):
+    with writing(db_path) as db:
+        run_id = store.start_run(db, "q")
+        db["papers"].insert({"arxiv_id": "2611.00001", "version": 1, "title": "T", "summary": "S",
+                             "first_run": run_id, "last_run": run_id})
+        db["versions"].insert({"arxiv_id": "2611.00001", "version": 1, "run_id": run_id, "title": "T"})
+        for statement in ("UPDATE versions SET title = 'rewritten'", "DELETE FROM versions"):
+            with pytest.raises(sqlite3.IntegrityError, match="versions is append-only"):
+                db.execute(statement)
+        assert list(db.query("select arxiv_id, version, title from versions")) == [
+            {"arxiv_id": "2611.00001", "version": 1, "title": "T"}
+        ]
