@@ -102,8 +102,6 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
     except (StoreError, BackfillFailed) as error:
         raise click.ClickException(f"backfill failed: {error}")
     click.echo(report.summary())
-    if report.notice():
-        click.echo(report.notice(), err=True)
 
 
 @cli.command()

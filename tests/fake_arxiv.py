@@ -119,6 +119,11 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def error_feed(message: str) -> bytes:
+    """arXiv's error answer: a feed with one entry titled Error whose summary is the message."""
+    return ERROR_FEED.replace(b"incorrect id format for abc", escape(message).encode("utf-8"))
+
+
 @dataclass
 class Request:
     path: str
@@ -139,6 +144,7 @@ class FakeArxiv:
     retry_after: str = "1"
     requests: list[Request] = field(default_factory=list)
     raw_pages: dict[int, bytes] = field(default_factory=dict)  # request number -> exact bytes to serve
+    query_limit: int = 30_000  # like arXiv: HTTP 400 and an error feed when start + max_results exceeds it
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -203,6 +209,8 @@ class FakeArxiv:
         fault = self.faults.get(number)
         if number in self.raw_pages:
             return self._send(handler, 200, self.raw_pages[number])
+        if int(params.get("start", 0)) + int(params.get("max_results", 10)) > self.query_limit:
+            return self._send(handler, 400, error_feed(f"start + max_results must not exceed {self.query_limit}"))
         if fault is None:
             body, _ = self.page(params)
             return self._send(handler, 200, body)
