@@ -18,7 +18,10 @@ class ReadmeError(Exception):
 
 
 def latest_ok_run(db: sqlite_utils.Database) -> dict | None:
-    rows = db.execute_returning_dicts("SELECT * FROM runs WHERE status = 'ok' ORDER BY id DESC LIMIT 1")
+    """The latest successful daily harvest; a backfill's papers are history, not news."""
+    rows = db.execute_returning_dicts(
+        "SELECT * FROM runs WHERE status = 'ok' AND kind = 'harvest' ORDER BY id DESC LIMIT 1"
+    )
     return rows[0] if rows else None
 
 

@@ -261,3 +261,19 @@ def test_paging_past_the_query_limit_fails_the_window_as_arxiv_refuses_it(fake_a
     )
     assert [(r.params["start"], r.params["max_results"]) for r in fake_arxiv.requests] == [("0", "5"), ("5", "5"), ("10", "5")]
     assert rows(db_path, "select count(*) as n from papers") == [{"n": 0}]
+
+
+def test_the_readme_lists_the_latest_harvest_not_a_later_backfill(fake_arxiv, client_for, db_path):
+    from zoneinfo import ZoneInfo
+
+    from harvest.readme import render_section
+    from harvest.runner import run_harvest
+
+    fake_arxiv.papers = [paper_at(99, "2026-11-20T08:00:00Z")]
+    with writing(db_path) as db:
+        run_harvest(db, client_for(fake_arxiv, delay_seconds=0), QUERY)
+        fake_arxiv.papers = six_years()
+        run_backfill(db, client_for(fake_arxiv, delay_seconds=0), QUERY, since=datetime.date(2019, 1, 1), until=datetime.date(2019, 12, 31))
+        section = render_section(db, zone=ZoneInfo("UTC"))
+    assert "### 1. Generative model 99 for inverse materials design" in section
+    assert "### 2." not in section
