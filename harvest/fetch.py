@@ -119,6 +119,9 @@ class ArxivClient:
             return f"arXiv API timed out ({where})", None
         except requests.ConnectionError as error:
             return f"cannot reach the arXiv API ({where}): {type(error).__name__}", None
+        except requests.exceptions.ChunkedEncodingError:
+            # urllib3's own text repeats itself ("IncompleteRead(...)" twice) on one line.
+            return f"arXiv API closed the connection mid-response ({where})", None
         except requests.RequestException as error:
             return f"request to the arXiv API failed ({where}): {error}", None
         if response.status_code in RETRY_STATUSES:

@@ -152,6 +152,7 @@ class FakeArxiv:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes; no 40 ms delayed-ACK stall
 
             def log_message(self, *args):
                 pass
