@@ -328,16 +328,18 @@ def _as_row(paper: dict) -> dict:
     return row
 
 
-def _replace_facets(db: sqlite_utils.Database, arxiv_id: str, paper: dict) -> None:
-    db.execute("DELETE FROM paper_authors WHERE arxiv_id = ?", [arxiv_id])
-    db.execute("DELETE FROM paper_categories WHERE arxiv_id = ?", [arxiv_id])
+def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
+    """Make paper_authors and paper_categories hold exactly these papers' authors and categories."""
+    ids = [(paper["arxiv_id"],) for paper in papers]
+    db.conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", ids)
+    db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", ids)
     db.conn.executemany(
         "INSERT INTO paper_authors (arxiv_id, position, name) VALUES (?, ?, ?)",
-        [(arxiv_id, position, name) for position, name in enumerate(paper["authors"])],
+        [(paper["arxiv_id"], position, name) for paper in papers for position, name in enumerate(paper["authors"])],
     )
     db.conn.executemany(
         "INSERT INTO paper_categories (arxiv_id, position, category) VALUES (?, ?, ?)",
-        [(arxiv_id, position, category) for position, category in enumerate(paper["categories"])],
+        [(paper["arxiv_id"], position, category) for paper in papers for position, category in enumerate(paper["categories"])],
     )
 
 
@@ -367,32 +369,45 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) 
     papers.sort(key=lambda paper: -paper["version"])
     counts = RunCounts(fetched=len({paper["arxiv_id"] for paper in papers}))
     current, stored_versions = _known(db, sorted({paper["arxiv_id"] for paper in papers}))
+    inserts, updates, changed, version_rows = [], [], [], []
     for paper in papers:
         arxiv_id, version = paper["arxiv_id"], paper["version"]
         row = _as_row(paper)
         known = current.get(arxiv_id)
+        # An unchanged or older version leaves the paper's current row as it is.
+        changes_paper = True
         if known is None:
-            db["papers"].insert({"arxiv_id": arxiv_id, **row, "first_run": run_id, "last_run": run_id})
-            _replace_facets(db, arxiv_id, paper)
-            current[arxiv_id] = {"arxiv_id": arxiv_id, **row, "first_run": run_id}
+            inserts.append((arxiv_id, *row.values(), run_id, run_id))
             counts.new += 1
         elif version > known["version"]:
-            db["papers"].update(arxiv_id, {**row, "last_run": run_id})
-            _replace_facets(db, arxiv_id, paper)
-            current[arxiv_id] = {**known, **row}
+            updates.append((*row.values(), arxiv_id))
             counts.updated += 1
         elif version == known["version"] and any(known[column] != row[column] for column in PAPER_COLUMNS):
-            db["papers"].update(arxiv_id, row)
-            _replace_facets(db, arxiv_id, paper)
-            current[arxiv_id] = {**known, **row}
+            updates.append((*row.values(), arxiv_id))
             counts.refreshed += 1
+        else:
+            changes_paper = False
+        if changes_paper:
+            current[arxiv_id] = row
+            changed.append(paper)
         if (arxiv_id, version) not in stored_versions:
-            db["versions"].insert(
-                {"arxiv_id": arxiv_id, "version": version, "run_id": run_id, **{c: row[c] for c in VERSION_COLUMNS}}
-            )
+            version_rows.append((arxiv_id, version, run_id, *(row[column] for column in VERSION_COLUMNS)))
             stored_versions.add((arxiv_id, version))
-    seen = sorted(current)
-    for chunk in _chunks(seen):
+    columns = ", ".join(PAPER_COLUMNS)
+    db.conn.executemany(
+        f"INSERT INTO papers (arxiv_id, {columns}, first_run, last_run) VALUES ({', '.join('?' * (len(PAPER_COLUMNS) + 3))})",
+        inserts,
+    )
+    db.conn.executemany(
+        f"UPDATE papers SET {', '.join(f'{column} = ?' for column in PAPER_COLUMNS)} WHERE arxiv_id = ?", updates
+    )
+    db.conn.executemany(
+        f"INSERT INTO versions (arxiv_id, version, run_id, {', '.join(VERSION_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * (len(VERSION_COLUMNS) + 3))})",
+        version_rows,
+    )
+    _replace_facets(db, changed)
+    for chunk in _chunks(sorted(current)):
         db.execute(f"UPDATE papers SET last_run = ? WHERE arxiv_id IN ({','.join('?' * len(chunk))})", [run_id, *chunk])
     return counts
 
