@@ -241,3 +241,30 @@ def test_old_backend_style_is_stored_the_same(fake_arxiv, client_for, tmp_path):
         harvest_once(path, client_for(fake_arxiv))
         dumps.append(rows(path, "select arxiv_id, version, title, summary, authors, categories, published, updated from papers"))
     assert dumps[0] == dumps[1]
+
+
+def test_older_version_seen_later_is_kept_as_history_only(fake_arxiv, client_for, db_path):
+    fake_arxiv.papers = [make_paper(1, version=3, day="2026-11-21", title="Third")]
+    harvest_once(db_path, client_for(fake_arxiv))
+    # A stale replica serves v1 and v2 together with v3.
+    fake_arxiv.papers = [make_paper(1, version=3, day="2026-11-21", title="Third"),
+                         make_paper(1, version=2, day="2026-11-20", title="Second"),
+                         make_paper(1, version=1, day="2026-11-19", title="First")]
+    report = harvest_once(db_path, client_for(fake_arxiv))
+    assert (report.counts.fetched, report.counts.new, report.counts.updated) == (1, 0, 0)
+    assert rows(db_path, "select version, title, run_id from versions order by version") == [
+        {"version": 1, "title": "First", "run_id": 2},
+        {"version": 2, "title": "Second", "run_id": 2},
+        {"version": 3, "title": "Third", "run_id": 1},
+    ]
+    assert rows(db_path, "select version, title from papers") == [{"version": 3, "title": "Third"}]
+
+
+def test_two_versions_of_a_new_paper_in_one_run(fake_arxiv, client_for, db_path):
+    fake_arxiv.papers = [make_paper(1, version=1, title="First"), make_paper(1, version=2, day="2026-11-21", title="Second")]
+    report = harvest_once(db_path, client_for(fake_arxiv))
+    assert report.summary() == "harvest: 1 new, 0 updated, 0 unchanged (1 request)"
+    assert rows(db_path, "select version, title from papers") == [{"version": 2, "title": "Second"}]
+    assert rows(db_path, "select version, run_id from versions order by version") == [
+        {"version": 1, "run_id": 1}, {"version": 2, "run_id": 1}
+    ]
