@@ -16,6 +16,7 @@ from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfil
 from .fetch import ArxivClient
 from .readme import ReadmeError, render_section, replace_section
 from .runner import RunFailed, run_harvest
+from .serve import ServeError, check_files, datasette_argv, site_url
 from .store import StoreError, open_db, writing
 
 db_option = click.option(
@@ -141,3 +142,26 @@ def readme(db_path: str, readme_path: str, config_path: str):
     except OSError as error:
         raise click.ClickException(f"{path}: cannot write ({error.strerror})")
     click.echo(f"readme: {path} updated")
+
+
+@cli.command()
+@db_option
+@click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines.")
+@click.option("--metadata", "metadata_path", default="metadata.yml", show_default=True, type=click.Path(dir_okay=False),
+              help="Datasette metadata: titles, descriptions, canned queries.")
+@click.option("--plugins-dir", type=click.Path(file_okay=False), help="Datasette plugins (default: plugins/ beside the metadata).")
+def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: str | None):
+    """Serve the dataset with Datasette (immutable, as published) until Ctrl-C."""
+    argv = datasette_argv(db_path, metadata_path=metadata_path, plugins_dir=plugins_dir, host=host, port=port)
+    try:
+        check_files(db_path, metadata_path, argv[argv.index("--plugins-dir") + 1])
+    except ServeError as error:
+        raise click.ClickException(f"serve: {error}")
+    if Path(db_path).stem != "ai4mat":
+        click.echo(f"notice: the canned queries are configured for ai4mat.db; {db_path} is served without them", err=True)
+    click.echo(f"Serving {db_path} at {site_url(host, port)} (Ctrl-C to stop)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become the Datasette process, so Ctrl-C and kill reach it directly.
+    os.execv(argv[0], argv)

@@ -1,0 +1,61 @@
+"""Datasette plugin for the AI4MAT dataset: safe full-text queries and links to paper pages.
+
+Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it must not
+import anything beyond Datasette and the standard library.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from datasette import hookimpl
+from datasette.utils import tilde_encode
+from markupsafe import Markup
+
+# Runs of letters and digits (the unicode61 tokenizer's idea of a word), optionally joined
+# by - . / ' so "crystal-structure" and "Li-ion" stay one phrase.
+_TERM = re.compile(r"\w+(?:[-./']\w+)*\*?")
+NO_MATCH = '""'  # an empty phrase: a valid FTS5 query that matches nothing
+MAX_TERMS = 16
+# Short prefixes (ma*) expand to thousands of terms and take seconds; below this, * is ignored.
+MIN_PREFIX = 4
+_MARKED = re.compile(r"\*\*(.+?)\*\*", re.S)
+
+
+def fts_query(text: str | None) -> str:
+    """Turn free text into an FTS5 query that never raises a syntax error.
+
+    Every word becomes a double-quoted phrase (so AND, OR, NEAR, column names, quotes and
+    brackets are plain text), all of them required; a trailing `*` after at least MIN_PREFIX
+    characters keeps its meaning as a prefix search (`diffus*`). Text without any word gives a
+    query that matches nothing.
+    """
+    if not text:
+        return NO_MATCH
+    terms = []
+    for term in _TERM.findall(str(text))[:MAX_TERMS]:
+        word = term.rstrip("*")
+        prefix = term.endswith("*") and len(word) >= MIN_PREFIX
+        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms) or NO_MATCH
+
+
+@hookimpl
+def prepare_connection(conn):
+    conn.create_function("fts_query", 1, fts_query, deterministic=True)
+
+
+@hookimpl
+def render_cell(value, column, table, database, datasette):
+    """In query results, link arxiv_id to the paper's page and show snippet highlights."""
+    if table is not None or not isinstance(value, str):
+        return None
+    if column == "arxiv_id" and value:
+        # Row URLs tilde-encode the key: cond-mat/0102536 -> cond-mat~2F0102536.
+        href = datasette.urls.row(database, "papers", tilde_encode(value))
+        return Markup(f'<a href="{html.escape(href)}">{html.escape(value)}</a>')
+    if column == "snippet":
+        # Escape first: abstracts are plain text and may contain "<script>".
+        return Markup(_MARKED.sub(r"<mark>\1</mark>", html.escape(value)))
+    return None
