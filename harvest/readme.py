@@ -26,16 +26,22 @@ def latest_ok_run(db: sqlite_utils.Database) -> dict | None:
 
 
 def run_papers(db: sqlite_utils.Database, run_id: int) -> list[dict]:
-    """Versions first seen by `run_id`, newest `updated` first, with the paper's current fields."""
+    """Papers new or updated in `run_id`, newest `updated` first, each at the version it reached then.
+
+    A version first seen by the run counts only if it was the paper's newest so far: an older
+    version served late (a stale replica) is history, not news, and a paper that arrived at two
+    versions in one run is listed once.
+    """
     return db.execute_returning_dicts(
         """
         SELECT v.arxiv_id, v.version, v.title, v.summary, v.authors, v.updated,
                p.published, p.primary_category
         FROM versions v JOIN papers p ON p.arxiv_id = v.arxiv_id
-        WHERE v.run_id = ?
-        ORDER BY v.updated DESC, v.arxiv_id DESC, v.version DESC
+        WHERE v.run_id = :run_id
+          AND v.version = (SELECT max(w.version) FROM versions w WHERE w.arxiv_id = v.arxiv_id AND w.run_id <= :run_id)
+        ORDER BY v.updated DESC, v.arxiv_id DESC
         """,
-        [run_id],
+        {"run_id": run_id},
     )
 
 

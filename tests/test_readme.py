@@ -188,3 +188,15 @@ def test_replace_section(before, after):
 def test_replace_section_refuses_to_guess(readme, message):
     with pytest.raises(ReadmeError, match=message):
         replace_section(readme, SECTION)
+
+
+def test_stale_old_versions_and_double_versions_are_not_news(db):
+    record_run(db, [paper("2507.00001", 3, "Third", "2025-07-21T00:00:00Z")])
+    record_run(db, [
+        paper("2507.00001", 1, "First", "2025-07-19T00:00:00Z"),
+        paper("2507.00002", 1, "B first", "2025-07-22T00:00:00Z"),
+        paper("2507.00002", 2, "B second", "2025-07-23T00:00:00Z"),
+    ])
+    section = render_section(db, zone=SGT)
+    assert section.count("\n### ") == 1
+    assert "## New Papers (1)\n" in section and "### 1. B second\n" in section and "**ID:** 2507.00002v2\n" in section
