@@ -53,6 +53,8 @@ def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
     if not path.exists():
         if must_exist:
             raise StoreError(f"{path}: database not found (run `ai4mat harvest --db {path}` first)")
+        if writable and not path.parent.resolve().is_dir():
+            raise StoreError(f"{path}: cannot create the database, directory {path.parent} does not exist")
         if writable and not os.access(path.parent.resolve(), os.W_OK):
             raise StoreError(f"{path}: cannot create the database, directory {path.parent} is not writable")
         return

@@ -120,3 +120,10 @@ def test_versions_history_is_append_only(db_path):
         assert list(db.query("select arxiv_id, version, title from versions")) == [
             {"arxiv_id": "2611.00001", "version": 1, "title": "T"}
         ]
+
+
+def test_missing_directory_is_named(tmp_path):
+    target = tmp_path / "no" / "such" / "ai4mat.db"
+    with pytest.raises(StoreError, match=f"^{target}: cannot create the database, directory {target.parent} does not exist$"):
+        with writing(target):
+            pass
