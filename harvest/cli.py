@@ -13,7 +13,7 @@ import click
 from . import __version__
 from .config import ConfigError, load_config
 from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfill
-from .fetch import ArxivClient
+from .fetch import ArxivClient, RecordedPages
 from .readme import ReadmeError, render_section, replace_section
 from .runner import RunFailed, run_harvest
 from .serve import ServeError, check_files, datasette_argv, site_url
@@ -55,14 +55,19 @@ def cli(verbose: bool):
 @click.option("--api-url", help="arXiv API endpoint (default: config api_url, or $ARXIV_API_URL).")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds between API requests (default: config, 3).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True, help="Read timeout per request, seconds.")
-def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | None, timeout: float):
+@click.option("--load", "recorded", multiple=True, type=click.Path(dir_okay=False),
+              help="Replay a recorded API response (Atom XML) instead of asking arXiv; repeatable.")
+def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | None, timeout: float, recorded: tuple[str, ...]):
     """Fetch every result of the configured query and record new papers and versions."""
     config = _load_config(config_path)
-    client = ArxivClient(
-        api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
-        delay_seconds=config.delay_seconds if delay is None else delay,
-        timeout=(10.0, timeout),
-    )
+    if recorded:
+        client = RecordedPages(list(recorded))
+    else:
+        client = ArxivClient(
+            api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
+            delay_seconds=config.delay_seconds if delay is None else delay,
+            timeout=(10.0, timeout),
+        )
     try:
         with writing(db_path) as db:
             report = run_harvest(

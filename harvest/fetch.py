@@ -203,3 +203,32 @@ def _retry_after(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+class RecordedPages:
+    """Recorded API responses replayed through the same parse and store path as live ones.
+
+    Stands in for ArxivClient in `run_harvest`: `search` returns every paper of the files in
+    order. An unreadable file raises FetchError; a recorded arXiv error raises ArxivAPIError.
+    """
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self.requests = 0  # nothing goes over the network
+
+    def search(self, query: str, **_options) -> SearchResult:
+        result = SearchResult()
+        for path in self.paths:
+            try:
+                with open(path, "rb") as handle:
+                    feed = parse_feed(handle.read())
+            except OSError as error:
+                raise FetchError(f"{path}: cannot read ({error.strerror})") from None
+            except ParseError as error:
+                raise FetchError(f"{path}: {error}") from None
+            except ArxivAPIError as error:
+                raise ArxivAPIError(f"{path}: recorded arXiv API error: {error}") from None
+            result.papers.extend(feed.papers)
+            result.skipped.extend(feed.skipped)
+            result.total_results = max(result.total_results, len(result.papers) + len(result.skipped))
+        return result

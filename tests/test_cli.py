@@ -186,3 +186,24 @@ def test_query_larger_than_the_scan_gets_a_notice(fake_arxiv, db_path, tmp_path,
         "notice: the query has 5 results; this run scanned the newest 2 (arXiv serves at most 30,000 per query, "
         "or config max_results): use `ai4mat backfill` for older papers\n"
     )
+
+
+def test_load_replays_recorded_responses_through_the_same_path(db_path, config_path):
+    fixtures = "tests/fixtures/"
+    result = invoke("harvest", "--db", db_path, "--config", config_path,
+                    "--load", fixtures + "atom_2026_idlist_oldstyle_astro-ph_0601001.xml",
+                    "--load", fixtures + "atom_2026_all-testing_100entries.xml")
+    assert (result.exit_code, result.output) == (0, "harvest: 101 new, 0 updated, 0 unchanged (0 requests)\n")
+    assert rows(db_path, "select arxiv_id, version, first_run from papers where arxiv_id like '%/%' order by arxiv_id") == [
+        {"arxiv_id": "astro-ph/0601001", "version": 1, "first_run": 1},
+        {"arxiv_id": "cs/0503050", "version": 1, "first_run": 1},
+        {"arxiv_id": "gr-qc/0103067", "version": 1, "first_run": 1},
+        {"arxiv_id": "hep-ph/0301050", "version": 2, "first_run": 1},
+    ]
+    result = invoke("harvest", "--db", db_path, "--config", config_path,
+                    "--load", fixtures + "atom_2026_error_incorrect_id_format_http400.xml")
+    assert (result.exit_code, result.output) == (
+        1, "Error: harvest failed: tests/fixtures/atom_2026_error_incorrect_id_format_http400.xml: "
+        "recorded arXiv API error: incorrect id format for abc\n"
+    )
+    assert rows(db_path, "select id, status from runs") == [{"id": 1, "status": "ok"}, {"id": 2, "status": "failed"}]
