@@ -206,4 +206,4 @@ def test_load_replays_recorded_responses_through_the_same_path(db_path, config_p
         1, "Error: harvest failed: tests/fixtures/atom_2026_error_incorrect_id_format_http400.xml: "
         "recorded arXiv API error: incorrect id format for abc\n"
     )
-    assert rows(db_path, "select id, status from runs") == [{"id": 1, "status": "ok"}, {"id": 2, "status": "failed"}]
+    assert rows(db_path, "select id, status from runs order by id") == [{"id": 1, "status": "ok"}, {"id": 2, "status": "failed"}]
