@@ -40,7 +40,7 @@ def test_first_run_pages_politely_and_stores_everything(fake_arxiv, client_for, 
         "first_run": 1, "last_run": 1,
     }
     assert rows(db_path, "select count(*) as n from versions where run_id = 1") == [{"n": 7}]
-    run = rows(db_path, "select id, query, status, fetched, new, updated, requests, error, kind, total_results from runs")
+    run = rows(db_path, "select id, query, status, fetched, new, updated, requests, error, kind, total_results from runs order by id")
     assert run == [{
         "id": 1, "query": 'all:"inverse design"', "status": "ok", "fetched": 7, "new": 7, "updated": 0,
         "requests": 3, "error": None, "kind": "harvest", "total_results": 7,
@@ -72,7 +72,7 @@ def test_second_run_records_new_papers_and_new_versions(fake_arxiv, client_for, 
         {"arxiv_id": "2611.00005", "version": 1, "title": "Generative model 5 for inverse materials design",
          "published": "2026-11-21T00:00:05Z", "updated": "2026-11-21T00:00:05Z", "first_run": 2, "last_run": 2},
     ]
-    assert rows(db_path, "select id, fetched, new, updated from runs") == [
+    assert rows(db_path, "select id, fetched, new, updated from runs order by id") == [
         {"id": 1, "fetched": 4, "new": 4, "updated": 0},
         {"id": 2, "fetched": 5, "new": 1, "updated": 1},
     ]
@@ -196,7 +196,7 @@ def test_persistent_fault_fails_the_run_and_stores_nothing(fake_arxiv, client_fo
     with pytest.raises(RunFailed, match=r"^arXiv API answered HTTP 503 \(start=0\) \(gave up after 6 attempts\)$"):
         harvest_once(db_path, client_for(fake_arxiv, delay_seconds=3.0))
     assert sleeps == [3.0, 6.0, 12.0, 24.0, 48.0]
-    assert rows(db_path, "select id, status, error, requests from runs") == [
+    assert rows(db_path, "select id, status, error, requests from runs order by id") == [
         {"id": 1, "status": "ok", "error": None, "requests": 1},
         {"id": 2, "status": "failed", "error": "arXiv API answered HTTP 503 (start=0) (gave up after 6 attempts)", "requests": 6},
     ]
@@ -226,7 +226,7 @@ def test_run_left_running_by_a_killed_process_is_marked_interrupted(fake_arxiv, 
     with writing(db_path) as db:
         db["runs"].insert({"started_at": "2026-11-21T22:00:00Z", "query": "q", "status": "running", "kind": "harvest"})
     harvest_once(db_path, client_for(fake_arxiv))
-    assert rows(db_path, "select id, status, error from runs") == [
+    assert rows(db_path, "select id, status, error from runs order by id") == [
         {"id": 1, "status": "failed", "error": "interrupted: the process stopped before the run finished"},
         {"id": 2, "status": "ok", "error": None},
     ]
