@@ -105,6 +105,12 @@ def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = Tr
         if writable:
             ensure_db_shape(db)
     except sqlite3.DatabaseError as error:
+        if getattr(error, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+            # A writer died mid-transaction; only a read-write open (under our lock) rolls it back.
+            raise StoreError(
+                f"{path}: a write to this file was interrupted and has not been rolled back; "
+                f"run `ai4mat harvest --db {path}` to recover it"
+            ) from None
         raise StoreError(f"{path}: cannot use this database ({error})") from None
     return db
 

@@ -1,0 +1,273 @@
+"""Crash safety and concurrency, with real `python -m harvest harvest` processes.
+
+SIGKILL lands at 30 seeded-random moments over multi-page runs (a third of them aimed at the
+store phase, after the last page is fetched). After each kill the file must pass SQLite's
+integrity check and the FTS5 integrity-check, and hold either exactly what it held before the
+killed run or everything that run was served (never a part of it). The run after the last kill
+completes and stores everything. Two harvests started together on one file: one proceeds, the
+other stops at once with a clear line, and the file is sound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harvest.store import INTERRUPTED
+
+from .dumps import PAPER_TABLES, dump, integrity, runs
+from .fake_arxiv import FakeArxiv, make_paper
+
+REPO = Path(__file__).resolve().parent.parent
+KILLS = 30
+SEED = 20261122
+
+
+def served(kill: int) -> list[dict]:
+    """What the fake serves for the run of kill number `kill`: the set grows, and every third
+    kill a fifth of the papers get a new version (so runs insert, update and re-index)."""
+    papers = []
+    for n in range(1, 301 + 10 * kill):
+        version = 1 + (kill // 3 if n % 5 == 0 else 0)
+        papers.append(make_paper(n, version=version, title=f"Generative model {n} at version {version}"))
+    return papers
+
+
+def harvest_process(db_path: Path, config_path: Path, fake: FakeArxiv) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+         "--api-url", fake.url, "--delay", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def write_config(folder: Path, page_size: int = 50) -> Path:
+    path = folder / "config.json"
+    path.write_text(json.dumps({"query": "q", "delay_seconds": 0, "page_size": page_size}))
+    return path
+
+
+def snapshot_copy(db_path: Path, scratch: Path) -> Path | None:
+    """Copy the file and any journal a kill left, so checking (which rolls the journal back)
+    does not do the next harvest's recovery for it."""
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir()
+    if not db_path.exists():
+        return None
+    for suffix in ("", "-journal"):
+        source = Path(f"{db_path}{suffix}")
+        if source.exists():
+            shutil.copyfile(source, scratch / f"copy.db{suffix}")
+    return scratch / "copy.db"
+
+
+def current_papers(path: Path) -> list[tuple]:
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute("SELECT arxiv_id, version, title FROM papers ORDER BY arxiv_id").fetchall()
+    finally:
+        conn.close()
+
+
+def expected_papers(papers: list[dict]) -> list[tuple]:
+    return sorted((p["arxiv_id"], p["version"], p["title"]) for p in papers)
+
+
+def test_sigkill_at_30_random_moments_loses_and_corrupts_nothing(tmp_path):
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path)
+    rng = random.Random(SEED)
+    with FakeArxiv() as fake:
+        # Calibrate on a scratch file: when does the last page arrive, when does a run end?
+        fake.papers = served(KILLS // 2)
+        scratch_db = tmp_path / "calibration.db"
+        for _ in range(2):
+            fake.requests.clear()
+            began = time.monotonic()
+            process = harvest_process(scratch_db, config_path, fake)
+            assert process.wait(timeout=60) == 0, process.stderr.read()
+            process.stdout.close(), process.stderr.close()
+            ended = time.monotonic() - began
+            last_page = fake.requests[-1].at - began
+        moments = [rng.uniform(0, ended * 1.05) for _ in range(KILLS - KILLS // 3)]
+        moments += [rng.uniform(last_page, ended) for _ in range(KILLS // 3)]
+        rng.shuffle(moments)
+
+        outcomes = {"before its run began": 0, "mid-run, nothing stored": 0, "after commit": 0, "finished first": 0}
+        hot_journals = 0
+        for kill, moment in enumerate(moments):
+            fake.papers = served(kill)
+            before = current_papers(db_path) if db_path.exists() and db_path.stat().st_size else []
+            runs_before = len(runs(db_path)) if before else None
+            process = harvest_process(db_path, config_path, fake)
+            time.sleep(max(0.0, moment - 0.002))
+            process.send_signal(signal.SIGKILL)
+            code = process.wait(timeout=60)
+            process.stdout.close(), process.stderr.close()
+
+            copy = snapshot_copy(db_path, tmp_path / "check")
+            if copy is None or copy.stat().st_size == 0:
+                outcomes["before its run began"] += 1  # the first run died before SQLite wrote a page
+                continue
+            hot_journals += Path(f"{copy}-journal").exists()
+            assert integrity(copy) == ("ok", "ok"), f"kill {kill} at {moment:.3f} s"
+            papers_now = current_papers(copy)
+            recorded = runs(copy)
+            statuses = [run["status"] for run in recorded]
+            assert set(statuses[:-1]) <= {"ok", "failed"}, statuses
+            if papers_now == before and (not recorded or recorded[-1]["status"] != "ok" or len(recorded) == runs_before):
+                outcomes["before its run began" if len(recorded) == (runs_before or 0) else "mid-run, nothing stored"] += 1
+            else:
+                # The only other state allowed: the killed run's whole set is stored and recorded ok.
+                assert papers_now == expected_papers(fake.papers), f"kill {kill} at {moment:.3f} s left a partial run"
+                assert recorded[-1]["status"] == "ok" and recorded[-1]["fetched"] == len(fake.papers)
+                outcomes["finished first" if code == 0 else "after commit"] += 1
+
+        # The run after the last kill stores everything and closes the interrupted runs.
+        fake.papers = served(KILLS)
+        process = harvest_process(db_path, config_path, fake)
+        stdout, stderr = process.communicate(timeout=60)
+        assert (process.returncode, stderr) == (0, "")
+        assert stdout.startswith("harvest: ")
+    assert integrity(db_path) == ("ok", "ok")
+    assert current_papers(db_path) == expected_papers(served(KILLS))
+    recorded = runs(db_path)
+    assert recorded[-1]["status"] == "ok"
+    assert {run["status"] for run in recorded} == {"ok", "failed"} or {run["status"] for run in recorded} == {"ok"}
+    assert {run["error"] for run in recorded if run["status"] == "failed"} <= {INTERRUPTED}
+    conn = sqlite3.connect(str(db_path))
+    try:
+        # Every current version has its versions row, and search finds the latest titles.
+        assert conn.execute(
+            "SELECT count(*) FROM papers p LEFT JOIN versions v ON (v.arxiv_id, v.version) = (p.arxiv_id, p.version) WHERE v.run_id IS NULL"
+        ).fetchone() == (0,)
+        hits = conn.execute(
+            "SELECT p.arxiv_id FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+            "WHERE papers_fts MATCH '\"version 11\"' ORDER BY p.arxiv_id"
+        ).fetchall()
+        assert [row[0] for row in hits] == [f"2611.{n:05d}" for n in range(5, 601, 5)]
+    finally:
+        conn.close()
+    assert not Path(f"{db_path}-journal").exists()
+    landed = KILLS - outcomes["finished first"]
+    assert landed >= 20, outcomes
+    print(f"\n{KILLS} kills: {outcomes}; {hot_journals} left a hot journal")
+
+
+# ------------------------------------------------------------------ two writers at once
+
+
+def test_two_harvests_at_once_one_proceeds_one_refuses(tmp_path):
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=10)
+    with FakeArxiv() as fake:
+        fake.papers = [make_paper(n) for n in range(1, 31)]
+        fake.faults = {n: "slow" for n in range(1, 10)}
+        fake.slow_seconds = 0.3
+        first, second = harvest_process(db_path, config_path, fake), harvest_process(db_path, config_path, fake)
+        results = sorted((p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in (first, second))
+        for process in (first, second):
+            process.stdout.close(), process.stderr.close()
+        assert results == [
+            (0, "harvest: 30 new, 0 updated, 0 unchanged (3 requests)\n", ""),
+            (1, "", f"Error: harvest failed: {db_path}: another ai4mat run is writing to this file; wait for it to finish\n"),
+        ]
+        # The refused run asked arXiv for nothing and recorded nothing.
+        assert len(fake.requests) == 3
+    assert integrity(db_path) == ("ok", "ok")
+    assert [(run["id"], run["status"], run["new"]) for run in runs(db_path)] == [(1, "ok", 30)]
+
+
+def test_harvest_refused_while_another_writes_then_proceeds(tmp_path):
+    """The lock is held for the whole run, fetch included, and released when the writer exits."""
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=10)
+    with FakeArxiv() as fake:
+        fake.papers = [make_paper(n) for n in range(1, 31)]
+        fake.faults = {1: "slow"}
+        fake.slow_seconds = 1.5
+        writer = harvest_process(db_path, config_path, fake)
+        deadline = time.monotonic() + 10
+        while not fake.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        before = dump(db_path, PAPER_TABLES)
+        refused = subprocess.run(
+            [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+             "--api-url", fake.url, "--delay", "0"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (refused.returncode, refused.stderr) == (
+            1, f"Error: harvest failed: {db_path}: another ai4mat run is writing to this file; wait for it to finish\n"
+        )
+        assert writer.wait(timeout=60) == 0
+        writer.stdout.close(), writer.stderr.close()
+        assert before["papers"] == []
+        again = subprocess.run(
+            [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+             "--api-url", fake.url, "--delay", "0"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (again.returncode, again.stdout) == (0, "harvest: 0 new, 0 updated, 30 unchanged (3 requests)\n")
+    assert [(run["id"], run["status"]) for run in runs(db_path)] == [(1, "ok"), (2, "ok")]
+
+
+# ------------------------------------------------------------------ a hot journal left by a kill
+
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("PRAGMA cache_size = 1")  # spill changed pages into the file before commit
+conn.execute("BEGIN")
+conn.execute("UPDATE papers SET title = 'HALF-WRITTEN ' || title, summary = summary || summary")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_hot_journal_from_a_killed_writer_is_rolled_back_by_the_next_harvest(tmp_path):
+    """A writer killed after SQLite spilled pages into the file: the file alone is torn, its
+    journal makes it whole. `ai4mat readme` (read-only) says so in one line and changes nothing;
+    the next harvest rolls the journal back and proceeds."""
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=100)
+    with FakeArxiv() as fake:
+        fake.papers = [make_paper(n) for n in range(1, 301)]
+        first = subprocess.run(
+            [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+             "--api-url", fake.url, "--delay", "0"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert first.returncode == 0, first.stderr
+        before = dump(db_path)
+        killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db_path)], timeout=60)
+        assert killed.returncode == -signal.SIGKILL
+        journal = Path(f"{db_path}-journal")
+        assert journal.stat().st_size > 0
+        torn = db_path.read_bytes()
+        readme = tmp_path / "README.md"
+        readme.write_text("# Tracker\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "harvest", "readme", "--db", str(db_path), "--readme", str(readme),
+             "--config", str(config_path)], cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (result.returncode, result.stdout, result.stderr) == (
+            1, "",
+            f"Error: {db_path}: a write to this file was interrupted and has not been rolled back; "
+            f"run `ai4mat harvest --db {db_path}` to recover it\n",
+        )
+        assert (db_path.read_bytes(), journal.exists(), readme.read_text()) == (torn, True, "# Tracker\n")
+
+        again = subprocess.run(
+            [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+             "--api-url", fake.url, "--delay", "0"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (again.returncode, again.stdout) == (0, "harvest: 0 new, 0 updated, 300 unchanged (3 requests)\n")
+    assert not journal.exists()
+    assert integrity(db_path) == ("ok", "ok")
+    after = dump(db_path)
+    assert {t: after[t] for t in PAPER_TABLES if t != "papers"} == {t: before[t] for t in PAPER_TABLES if t != "papers"}
+    # Only last_run moved (to run 2): no half-written title survived.
+    assert [row[:-1] for row in after["papers"]] == [row[:-1] for row in before["papers"]]
