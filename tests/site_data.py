@@ -1,0 +1,78 @@
+"""A small dataset built by the real harvester from the fake arXiv API, for the site's tests.
+
+Run 1 sees three papers (one old-style id), run 2 sees a new paper and a new version of
+another, run 3 fails. Titles are literal so tests can assert exact rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from harvest.fetch import ArxivClient
+from harvest.runner import RunFailed, run_harvest
+from harvest.store import writing
+
+from .fake_arxiv import FakeArxiv, make_paper
+
+ROOT = Path(__file__).resolve().parent.parent
+METADATA_PATH = ROOT / "metadata.yml"
+PLUGINS_DIR = ROOT / "plugins"
+QUERY = 'all:"materials discovery"'
+
+OLD_STYLE = make_paper(
+    3, arxiv_id="cond-mat/0102536", title="Diffusion models for crystal structure prediction",
+    summary="Score-based diffusion generates stable crystals.", authors=["Jane Doe", "John Roe"],
+    categories=["cond-mat.mtrl-sci", "physics.comp-ph"], published="2001-02-28T12:00:00Z",
+    updated="2001-02-28T12:00:00Z",
+)
+FIRST = make_paper(
+    1, title="Generative transformers for inverse materials design", authors=["Jane Doe", "Ann Lee"],
+    summary="A transformer proposes alloys; diffusion is not used.", updated="2026-11-20T08:00:00Z",
+)
+SECOND_V1 = make_paper(
+    2, title="Graph networks screen perovskite catalysts", authors=["Bo Chen"],
+    summary="Screening perovskites with graph neural networks.", updated="2026-11-19T09:30:00Z",
+    primary_category="cs.LG", categories=["cs.LG", "cond-mat.mtrl-sci"],
+)
+SECOND_V2 = {**SECOND_V1, "version": 2, "title": "Graph networks screen perovskite catalysts at scale",
+             "updated": "2026-11-21T07:00:00Z"}
+FOURTH = make_paper(
+    4, title='Crystal <b>diffusion</b> & "quoted" alloys', authors=["Ann Lee"],
+    summary="Diffusion models meet <script>alert(1)</script> battery materials.",
+    updated="2026-11-21T06:00:00Z", published="2026-10-02T06:00:00Z",
+)
+
+
+def build_site_db(path: Path) -> None:
+    """Write the three runs into `path` with the real harvester."""
+    client = lambda fake: ArxivClient(fake.url, delay_seconds=0, max_retries=0, timeout=(2.0, 2.0), sleep=lambda s: None)
+    with FakeArxiv() as fake:
+        fake.papers = [FIRST, SECOND_V1, OLD_STYLE]
+        with writing(path) as db:
+            run_harvest(db, client(fake), QUERY)
+        fake.papers = [FIRST, SECOND_V2, OLD_STYLE, FOURTH]
+        with writing(path) as db:
+            run_harvest(db, client(fake), QUERY)
+        fake.faults = {len(fake.requests) + 1: "error_feed"}
+        with writing(path) as db:
+            try:
+                run_harvest(db, client(fake), QUERY)
+            except RunFailed:
+                pass
+            else:
+                raise AssertionError("run 3 should have failed")
+
+
+def load_metadata() -> dict:
+    return yaml.safe_load(METADATA_PATH.read_text(encoding="utf-8"))
+
+
+def load_plugin():
+    """The site plugin module, loaded from plugins/ the way Datasette does."""
+    spec = importlib.util.spec_from_file_location("ai4mat_search_under_test", PLUGINS_DIR / "ai4mat_search.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

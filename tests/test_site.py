@@ -1,0 +1,369 @@
+"""The published site: metadata.yml, every canned query and the search plugin, through Datasette in process."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import sqlite3
+
+import feedparser
+import pytest
+import sqlite_utils
+from datasette.app import Datasette
+
+from harvest.config import load_config
+from harvest.store import open_db
+
+from .site_data import PLUGINS_DIR, ROOT, build_site_db, load_metadata, load_plugin
+
+QUERIES = ("new_today", "new_this_week", "search", "by_author", "by_category", "paper_history", "runs", "papers_per_month", "feed")
+HOSTILE = ['"', "AND (", "*", "'; drop", "title:x OR", "NEAR(a b)", ")(", "-", "a\x00b", "😀 \u00a0", '""""', "'", "^x"]
+
+
+@pytest.fixture(scope="module")
+def site_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("site") / "ai4mat.db"
+    build_site_db(path)
+    return path
+
+
+def datasette_for(path) -> Datasette:
+    return Datasette([], immutables=[str(path)], metadata=load_metadata(), plugins_dir=str(PLUGINS_DIR))
+
+
+async def get_rows(ds: Datasette, path: str) -> list[dict]:
+    response = await ds.client.get(path + ("&" if "?" in path else "?") + "_shape=array")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ---------------------------------------------------------------- metadata.yml
+
+
+def test_metadata_describes_the_dataset():
+    metadata = load_metadata()
+    assert metadata["license"] == "CC0 1.0 (arXiv metadata)"
+    assert metadata["license_url"] == "https://creativecommons.org/publicdomain/zero/1.0/"
+    assert metadata["source"] == "arXiv API"
+    assert metadata["source_url"].startswith("https://info.arxiv.org/help/api")
+    assert metadata["about_url"] == "https://github.com/ai4mat/arxiv-daily-ai4mat"
+    # The description names the query that feeds the dataset: keep it in step with config.json.
+    assert load_config(ROOT / "config.json").query in metadata["description"].replace("\n", " ")
+    database = metadata["databases"]["ai4mat"]
+    assert sorted(database["queries"]) == sorted(QUERIES)
+    for name, query in database["queries"].items():
+        assert query["title"] and query["description"], name
+
+
+def test_metadata_describes_every_column_of_the_schema():
+    db = sqlite_utils.Database(memory=True)
+    from harvest.store import ensure_db_shape
+
+    ensure_db_shape(db)
+    tables = load_metadata()["databases"]["ai4mat"]["tables"]
+    for table in ("papers", "versions", "runs", "paper_authors", "paper_categories"):
+        assert tables[table]["description"], table
+        assert sorted(tables[table]["columns"]) == sorted(db[table].columns_dict), table
+    assert tables["papers"]["sort_desc"] == "updated"
+    assert tables["papers"]["facets"] == ["primary_category", {"array": "categories"}]
+
+
+# ---------------------------------------------------------------- canned queries, literal rows
+
+
+@pytest.mark.asyncio
+async def test_new_today_is_the_latest_successful_run(site_db):
+    # Run 3 failed, so "today" is run 2: one new paper and one new version.
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/new_today.json")
+    assert rows == [
+        {
+            "status": "updated", "arxiv_id": "2611.00002", "version": 2,
+            "title": "Graph networks screen perovskite catalysts at scale", "authors": "Bo Chen",
+            "primary_category": "cs.LG", "published": "2026-11-19T09:30:00Z", "updated": "2026-11-21T07:00:00Z",
+            "link": "https://arxiv.org/abs/2611.00002v2",
+        },
+        {
+            "status": "new", "arxiv_id": "2611.00004", "version": 1,
+            "title": 'Crystal <b>diffusion</b> & "quoted" alloys', "authors": "Ann Lee",
+            "primary_category": "cond-mat.mtrl-sci", "published": "2026-10-02T06:00:00Z",
+            "updated": "2026-11-21T06:00:00Z", "link": "https://arxiv.org/abs/2611.00004v1",
+        },
+    ]
+
+
+@pytest.mark.asyncio
+async def test_new_this_week_covers_runs_of_the_last_seven_days(site_db, tmp_path):
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/new_this_week.json")
+    assert [(r["status"], r["arxiv_id"], r["version"], r["run_id"]) for r in rows] == [
+        ("updated", "2611.00002", 2, 2),
+        ("new", "2611.00004", 1, 2),
+        ("new", "2611.00001", 1, 1),
+        ("new", "2611.00002", 1, 1),
+        ("new", "cond-mat/0102536", 1, 1),
+    ]
+    assert rows[2]["link"] == "https://arxiv.org/abs/2611.00001v1"
+    # Move run 1 back eight days: its papers leave the week.
+    older = tmp_path / "ai4mat.db"
+    shutil.copy(site_db, older)
+    eight_days_ago = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with sqlite3.connect(older) as conn:
+        conn.execute("UPDATE runs SET started_at = ? WHERE id = 1", [eight_days_ago])
+    rows = await get_rows(datasette_for(older), "/ai4mat/new_this_week.json")
+    assert [(r["arxiv_id"], r["version"]) for r in rows] == [("2611.00002", 2), ("2611.00004", 1)]
+
+
+@pytest.mark.asyncio
+async def test_search_ranks_highlights_and_returns_paper_fields(site_db):
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/search.json?q=diffusion")
+    relevance = [row.pop("relevance") for row in rows]
+    assert relevance == sorted(relevance, reverse=True) and all(r > 0 for r in relevance)
+    assert rows == [
+        {
+            "arxiv_id": "cond-mat/0102536", "version": 1, "title": "Diffusion models for crystal structure prediction",
+            "snippet": "Score-based **diffusion** generates stable crystals.", "authors": "Jane Doe, John Roe",
+            "primary_category": "cond-mat.mtrl-sci", "published": "2001-02-28T12:00:00Z",
+            "updated": "2001-02-28T12:00:00Z", "link": "https://arxiv.org/abs/cond-mat/0102536",
+        },
+        {
+            "arxiv_id": "2611.00004", "version": 1, "title": 'Crystal <b>diffusion</b> & "quoted" alloys',
+            "snippet": "**Diffusion** models meet <script>alert(1)</script> battery materials.", "authors": "Ann Lee",
+            "primary_category": "cond-mat.mtrl-sci", "published": "2026-10-02T06:00:00Z",
+            "updated": "2026-11-21T06:00:00Z", "link": "https://arxiv.org/abs/2611.00004",
+        },
+        {
+            "arxiv_id": "2611.00001", "version": 1, "title": "Generative transformers for inverse materials design",
+            "snippet": "A transformer proposes alloys; **diffusion** is not used.", "authors": "Jane Doe, Ann Lee",
+            "primary_category": "cond-mat.mtrl-sci", "published": "2026-11-20T08:00:00Z",
+            "updated": "2026-11-20T08:00:00Z", "link": "https://arxiv.org/abs/2611.00001",
+        },
+    ]
+
+
+@pytest.mark.asyncio
+async def test_search_words_are_all_required_stemmed_and_prefixes_need_four_letters(site_db):
+    ds = datasette_for(site_db)
+
+    async def ids(q):
+        return [row["arxiv_id"] for row in await get_rows(ds, f"/ai4mat/search.json?q={q}")]
+
+    assert await ids("perovskite%20screen") == ["2611.00002"]
+    assert await ids("perovskites%20diffusion") == []
+    assert await ids("crystals") == ["cond-mat/0102536", "2611.00004"]  # porter: crystal(s)
+    assert await ids("perovsk*") == ["2611.00002"]
+    assert await ids("per*") == []  # too short for a prefix: the word "per" itself
+    assert await ids("crystal-structure") == ["cond-mat/0102536"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("q", HOSTILE)
+async def test_hostile_search_input_never_errors(site_db, q):
+    ds = datasette_for(site_db)
+    response = await ds.client.get("/ai4mat/search.json", params={"q": q, "_shape": "array"})
+    assert response.status_code == 200, response.text
+    assert response.json() == []
+    # Around a real word, punctuation is ignored; words (AND, drop) are required like any other.
+    response = await ds.client.get("/ai4mat/search.json", params={"q": f"{q} alloys {q}", "_shape": "array"})
+    assert response.status_code == 200, response.text
+    expected = [] if any(c.isalnum() for c in q) else ["2611.00001", "2611.00004"]
+    assert sorted(row["arxiv_id"] for row in response.json()) == expected
+
+
+@pytest.mark.asyncio
+async def test_search_without_q_is_empty_not_an_error(site_db):
+    assert await get_rows(datasette_for(site_db), "/ai4mat/search.json") == []
+
+
+@pytest.mark.asyncio
+async def test_table_search_uses_the_fts_index(site_db):
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/papers.json?_search=diffusion&_col=title")
+    assert rows == [
+        {"arxiv_id": "2611.00004", "title": 'Crystal <b>diffusion</b> & "quoted" alloys'},
+        {"arxiv_id": "2611.00001", "title": "Generative transformers for inverse materials design"},
+        {"arxiv_id": "cond-mat/0102536", "title": "Diffusion models for crystal structure prediction"},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_by_author_uses_exact_names(site_db):
+    ds = datasette_for(site_db)
+    rows = await get_rows(ds, "/ai4mat/by_author.json?name=Jane%20Doe")
+    assert rows == [
+        {
+            "arxiv_id": "2611.00001", "version": 1, "title": "Generative transformers for inverse materials design",
+            "authors": "Jane Doe, Ann Lee", "primary_category": "cond-mat.mtrl-sci",
+            "published": "2026-11-20T08:00:00Z", "updated": "2026-11-20T08:00:00Z",
+            "link": "https://arxiv.org/abs/2611.00001",
+        },
+        {
+            "arxiv_id": "cond-mat/0102536", "version": 1, "title": "Diffusion models for crystal structure prediction",
+            "authors": "Jane Doe, John Roe", "primary_category": "cond-mat.mtrl-sci",
+            "published": "2001-02-28T12:00:00Z", "updated": "2001-02-28T12:00:00Z",
+            "link": "https://arxiv.org/abs/cond-mat/0102536",
+        },
+    ]
+    assert [r["arxiv_id"] for r in await get_rows(ds, "/ai4mat/by_author.json?name=Ann%20Lee")] == ["2611.00004", "2611.00001"]
+    assert await get_rows(ds, "/ai4mat/by_author.json?name=Jane") == []
+
+
+@pytest.mark.asyncio
+async def test_by_category_includes_cross_lists(site_db):
+    ds = datasette_for(site_db)
+    rows = await get_rows(ds, "/ai4mat/by_category.json?category=cs.LG")
+    assert [(r["arxiv_id"], r["version"], r["primary_category"]) for r in rows] == [
+        ("2611.00002", 2, "cs.LG"), ("2611.00004", 1, "cond-mat.mtrl-sci"), ("2611.00001", 1, "cond-mat.mtrl-sci"),
+    ]
+    rows = await get_rows(ds, "/ai4mat/by_category.json?category=physics.comp-ph")
+    assert rows == [
+        {
+            "arxiv_id": "cond-mat/0102536", "version": 1, "title": "Diffusion models for crystal structure prediction",
+            "authors": "Jane Doe, John Roe", "primary_category": "cond-mat.mtrl-sci",
+            "published": "2001-02-28T12:00:00Z", "updated": "2001-02-28T12:00:00Z",
+            "link": "https://arxiv.org/abs/cond-mat/0102536",
+        }
+    ]
+
+
+@pytest.mark.asyncio
+async def test_paper_history_lists_every_version_with_its_run(site_db):
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/paper_history.json?arxiv_id=2611.00002")
+    seen_at = [row.pop("seen_at") for row in rows]
+    assert all(len(stamp) == 20 and stamp.endswith("Z") for stamp in seen_at)
+    assert rows == [
+        {
+            "arxiv_id": "2611.00002", "version": 1, "title": "Graph networks screen perovskite catalysts",
+            "authors": "Bo Chen", "primary_category": "cs.LG", "published": "2026-11-19T09:30:00Z",
+            "updated": "2026-11-19T09:30:00Z", "link": "https://arxiv.org/abs/2611.00002v1", "run_id": 1,
+        },
+        {
+            "arxiv_id": "2611.00002", "version": 2, "title": "Graph networks screen perovskite catalysts at scale",
+            "authors": "Bo Chen", "primary_category": "cs.LG", "published": "2026-11-19T09:30:00Z",
+            "updated": "2026-11-21T07:00:00Z", "link": "https://arxiv.org/abs/2611.00002v2", "run_id": 2,
+        },
+    ]
+
+
+@pytest.mark.asyncio
+async def test_runs_include_failures(site_db):
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/runs.json")
+    assert [
+        (r["id"], r["kind"], r["status"], r["fetched"], r["new"], r["updated"], r["requests"], r["error"]) for r in rows
+    ] == [
+        (3, "harvest", "failed", None, None, None, 1, "arXiv API error (HTTP 400): incorrect id format for abc"),
+        (2, "harvest", "ok", 4, 1, 1, 1, None),
+        (1, "harvest", "ok", 3, 3, 0, 1, None),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_papers_per_month(site_db):
+    assert await get_rows(datasette_for(site_db), "/ai4mat/papers_per_month.json") == [
+        {"month": "2026-11", "papers": 2, "updated_since": 1},
+        {"month": "2026-10", "papers": 1, "updated_since": 0},
+        {"month": "2001-02", "papers": 1, "updated_since": 0},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_feed_is_valid_atom_newest_first(site_db):
+    response = await datasette_for(site_db).client.get("/ai4mat/feed.atom")
+    assert response.status_code == 200
+    feed = feedparser.parse(response.content)
+    assert not feed.bozo, feed.bozo_exception
+    assert feed.feed.title == "ArXiv Daily – AI4MAT"
+    assert [(e.id, e.title, e.updated, e.link) for e in feed.entries] == [
+        ("https://arxiv.org/abs/2611.00002v2", "Graph networks screen perovskite catalysts at scale (v2)", "2026-11-21T07:00:00+00:00", "https://arxiv.org/abs/2611.00002v2"),
+        ("https://arxiv.org/abs/2611.00004v1", 'Crystal <b>diffusion</b> & "quoted" alloys', "2026-11-21T06:00:00+00:00", "https://arxiv.org/abs/2611.00004v1"),
+        ("https://arxiv.org/abs/2611.00001v1", "Generative transformers for inverse materials design", "2026-11-20T08:00:00+00:00", "https://arxiv.org/abs/2611.00001v1"),
+        ("https://arxiv.org/abs/2611.00002v1", "Graph networks screen perovskite catalysts", "2026-11-19T09:30:00+00:00", "https://arxiv.org/abs/2611.00002v1"),
+        ("https://arxiv.org/abs/cond-mat/0102536v1", "Diffusion models for crystal structure prediction", "2001-02-28T12:00:00+00:00", "https://arxiv.org/abs/cond-mat/0102536v1"),
+    ]
+    assert feed.entries[1].author == "Ann Lee"
+    assert feed.entries[1].content[0].value == "Diffusion models meet <script>alert(1)</script> battery materials."
+
+
+@pytest.mark.asyncio
+async def test_every_query_answers_on_an_empty_database_and_the_feed_stays_valid(tmp_path):
+    path = tmp_path / "ai4mat.db"
+    open_db(path).close()
+    ds = datasette_for(path)
+    params = "q=alloy&name=Jane%20Doe&category=cs.LG&arxiv_id=2611.00001"
+    for name in QUERIES:
+        if name != "feed":
+            assert await get_rows(ds, f"/ai4mat/{name}.json?{params}") == [], name
+    response = await ds.client.get("/ai4mat/feed.atom")
+    assert response.status_code == 200, response.text
+    feed = feedparser.parse(response.content)
+    assert not feed.bozo
+    assert [(e.title, e.updated) for e in feed.entries] == [("No papers yet", "2026-01-01T00:00:00+00:00")]
+
+
+@pytest.mark.asyncio
+async def test_only_failed_runs_give_an_empty_today_and_a_placeholder_feed(tmp_path):
+    path = tmp_path / "ai4mat.db"
+    db = open_db(path)
+    db["runs"].insert({"started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "failed", "error": "HTTP 503"})
+    db.close()
+    ds = datasette_for(path)
+    assert await get_rows(ds, "/ai4mat/new_today.json") == []
+    feed = feedparser.parse((await ds.client.get("/ai4mat/feed.atom")).content)
+    assert [(e.title, e.updated) for e in feed.entries] == [("No papers yet", "2026-11-21T22:00:05+00:00")]
+
+
+# ---------------------------------------------------------------- HTML: links and escaping
+
+
+@pytest.mark.asyncio
+async def test_query_pages_link_ids_to_tilde_encoded_row_pages(site_db):
+    ds = datasette_for(site_db)
+    html = (await ds.client.get("/ai4mat/by_author?name=Jane+Doe")).text
+    assert '<a href="/ai4mat/papers/cond-mat~2F0102536">cond-mat/0102536</a>' in html
+    assert '<a href="/ai4mat/papers/2611~2E00001">2611.00001</a>' in html
+    for href in ("/ai4mat/papers/cond-mat~2F0102536", "/ai4mat/papers/2611~2E00001"):
+        rows = await get_rows(ds, href + ".json")
+        assert [row["arxiv_id"] for row in rows] == [href.rsplit("/", 1)[1].replace("~2F", "/").replace("~2E", ".")]
+
+
+@pytest.mark.asyncio
+async def test_search_page_marks_matches_and_escapes_abstracts(site_db):
+    html = (await datasette_for(site_db).client.get("/ai4mat/search?q=diffusion")).text
+    assert "<mark>Diffusion</mark> models meet &lt;script&gt;alert(1)&lt;/script&gt; battery materials." in html
+    assert "<script>alert(1)" not in html
+    assert "Crystal &lt;b&gt;diffusion&lt;/b&gt; &amp; &#34;quoted&#34; alloys" in html
+
+
+# ---------------------------------------------------------------- the FTS query function and the search bound
+
+
+def test_fts_query_quotes_every_word():
+    fts_query = load_plugin().fts_query
+    assert fts_query("graph neural networks") == '"graph" "neural" "networks"'
+    assert fts_query('NEAR(a b) OR title:"x"') == '"NEAR" "a" "b" "OR" "title" "x"'
+    assert fts_query("diffus* ab*") == '"diffus"* "ab"'
+    assert fts_query("Li-ion 2D/3D it's") == '"Li-ion" "2D/3D" "it\'s"'
+    assert fts_query("") == fts_query(None) == fts_query("\"'*();") == '""'
+
+
+def test_search_ranks_only_the_newest_thousand_matches(tmp_path):
+    """The documented bound: relevance orders the 1,000 most recently added matches."""
+    path = tmp_path / "ai4mat.db"
+    db = open_db(path)
+    db["runs"].insert({"id": 1, "started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "ok"})
+    rows = []
+    for n in range(1100):
+        # The 50 oldest and the 50 newest match in the title (most relevant), the rest only in the abstract.
+        title = "Alloy design" if n < 50 or n >= 1050 else f"Paper {n:04d}"
+        rows.append({
+            "arxiv_id": f"2611.{n:05d}", "version": 1, "title": title, "summary": "An alloy study.",
+            "authors": "[]", "categories": "[]", "first_run": 1, "last_run": 1,
+        })
+    with db.conn:
+        db["papers"].insert_all(rows)
+    sql = load_metadata()["databases"]["ai4mat"]["queries"]["search"]["sql"]
+    db.conn.create_function("fts_query", 1, load_plugin().fts_query, deterministic=True)
+    found = [row[0] for row in db.execute(sql, {"q": "alloy"})]
+    db.close()
+    assert len(found) == 100
+    # The newest title matches rank first; the oldest are beyond the newest 1,000 matches.
+    assert sorted(found[:50]) == [f"2611.{n:05d}" for n in range(1050, 1100)]
+    assert min(found) >= "2611.00100"
