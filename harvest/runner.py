@@ -10,7 +10,9 @@ import sqlite_utils
 
 from .fetch import PAGE_SIZE, ArxivClient, FetchError
 from .parse import ArxivAPIError
-from .store import RunCounts, close_interrupted_runs, fail_run, finish_run, save_papers, start_run
+from .store import (
+    RunCounts, StoreError, close_interrupted_runs, fail_run, finish_run, save_papers, start_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,12 @@ def run_harvest(
     run is `failed` with the error (RunFailed is raised). Papers are compared by (arxiv_id,
     version), never by date, so late announcements and old papers that start matching are caught.
     """
-    close_interrupted_runs(db)
-    run_id = start_run(db, query)
+    try:
+        close_interrupted_runs(db)
+        run_id = start_run(db, query)
+    except sqlite3.Error as error:
+        # Nothing was fetched or stored; a full disk is the usual cause.
+        raise StoreError(f"could not record the start of the run ({error})") from None
     try:
         result = client.search(query, max_results=max_results, page_size=page_size)
     except (FetchError, ArxivAPIError) as error:

@@ -1,0 +1,437 @@
+"""Bad local input: every refused `--db`, read-only files and folders, a full disk, bad config.json,
+and README files `ai4mat readme` must not guess about.
+
+Each case: exit 1, one line naming the file and what to do, no traceback, the file untouched
+(bytes, size and mtime compared) and no request to the API. Read-only and full-disk cases are
+made real even though tests run as root (root ignores file modes): an unprivileged user via
+setpriv, `chattr +i`, a read-only bind mount, a tiny tmpfs. A mechanism this machine lacks is
+skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harvest.cli import cli
+
+from .dumps import directory_listing, dump, file_state, integrity, runs
+from .fake_arxiv import FakeArxiv, make_paper
+
+REPO = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def harvest(fake, db_path, config_path):
+    return invoke("harvest", "--db", db_path, "--config", config_path, "--api-url", fake.url, "--delay", "0")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"query": "q", "delay_seconds": 0, "page_size": 100}))
+    return path
+
+
+@pytest.fixture
+def harvested(fake_arxiv, tmp_path, config_file, sleeps):
+    """A real dataset of 20 papers in its own folder."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db_path = folder / "ai4mat.db"
+    fake_arxiv.papers = [make_paper(n) for n in range(1, 21)]
+    assert harvest(fake_arxiv, db_path, config_file).exit_code == 0
+    fake_arxiv.requests.clear()
+    return db_path
+
+
+def assert_refused(result, message, fake, *paths):
+    assert (result.exit_code, result.output) == (1, f"Error: {message}\n")
+    assert fake.requests == []
+
+
+# ------------------------------------------------------------------ the --db file itself
+
+
+def sqlite_file(path: Path, *statements: str) -> Path:
+    conn = sqlite3.connect(str(path))
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    return path
+
+
+BAD_DATABASES = {
+    "text": (lambda p: p.write_text("arxiv_id,title\n2611.00001,Not a database\n"), "{p}: not an SQLite database; refusing to touch it"),
+    "random-bytes": (lambda p: p.write_bytes(bytes(range(256)) * 40), "{p}: not an SQLite database; refusing to touch it"),
+    "gzipped-db": (lambda p: p.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 600), "{p}: not an SQLite database; refusing to touch it"),
+    "header-only": (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x10\x00"), "{p}: truncated SQLite file (18 bytes); restore it from a release"),
+    "newer-schema": (
+        lambda p: sqlite_file(p, "CREATE TABLE runs (id INTEGER PRIMARY KEY)", "PRAGMA user_version = 7"),
+        "{p}: written by a newer ai4mat (schema 7, this is 1); upgrade ai4mat (pip install -U ai4mat) to use it",
+    ),
+    "foreign-sqlite": (
+        lambda p: sqlite_file(p, "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)", "INSERT INTO moz_places (url) VALUES ('https://arxiv.org')"),
+        "{p}: not an ai4mat database (it holds other tables); refusing to touch it",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_DATABASES)
+@pytest.mark.parametrize("command", ["harvest", "readme"])
+def test_bad_database_file_is_refused_and_untouched(kind, command, fake_arxiv, tmp_path, config_file):
+    make, message = BAD_DATABASES[kind]
+    db_path = tmp_path / "ai4mat.db"
+    make(db_path)
+    before, listing = file_state(db_path), directory_listing(tmp_path)
+    if command == "harvest":
+        result = harvest(fake_arxiv, db_path, config_file)
+        message = "harvest failed: " + message
+    else:
+        result = invoke("readme", "--db", db_path, "--readme", tmp_path / "README.md", "--config", config_file)
+    assert_refused(result, message.format(p=db_path), fake_arxiv)
+    assert (file_state(db_path), directory_listing(tmp_path)) == (before, listing)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 4096])
+def test_truncated_dataset_is_refused_and_untouched(keep, harvested, fake_arxiv, config_file):
+    data = harvested.read_bytes()
+    size = keep if isinstance(keep, int) else int(len(data) * keep) // 4096 * 4096
+    harvested.write_bytes(data[:size])
+    before = file_state(harvested)
+    result = harvest(fake_arxiv, harvested, config_file)
+    assert_refused(
+        result, f"harvest failed: {harvested}: truncated SQLite file ({size} of {len(data)} bytes); restore it from a release", fake_arxiv
+    )
+    assert file_state(harvested) == before
+
+
+def test_directory_given_as_database(fake_arxiv, tmp_path, config_file):
+    (tmp_path / "ai4mat.db").mkdir()
+    result = harvest(fake_arxiv, tmp_path / "ai4mat.db", config_file)
+    assert (result.exit_code, result.output.splitlines()[-1]) == (2, f"Error: Invalid value for '--db': File '{tmp_path / 'ai4mat.db'}' is a directory.")
+    assert fake_arxiv.requests == []
+
+
+def test_missing_folder_for_a_new_database(fake_arxiv, tmp_path, config_file):
+    db_path = tmp_path / "no" / "such" / "ai4mat.db"
+    result = harvest(fake_arxiv, db_path, config_file)
+    assert_refused(result, f"harvest failed: {db_path}: cannot create the database, directory {db_path.parent} does not exist", fake_arxiv)
+    assert not (tmp_path / "no").exists()
+
+
+def test_empty_file_is_a_new_dataset_for_harvest_but_not_for_readme(fake_arxiv, tmp_path, config_file, sleeps):
+    """An empty file is what a first run killed before its first write leaves: harvest fills it."""
+    db_path = tmp_path / "ai4mat.db"
+    db_path.touch()
+    result = invoke("readme", "--db", db_path, "--readme", tmp_path / "README.md", "--config", config_file)
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {db_path}: database file is empty (run `ai4mat harvest --db {db_path}` first)\n"
+    )
+    assert db_path.stat().st_size == 0 and not (tmp_path / "README.md").exists()
+    fake_arxiv.papers = [make_paper(1)]
+    assert harvest(fake_arxiv, db_path, config_file).output == "harvest: 1 new, 0 updated, 0 unchanged (1 request)\n"
+
+
+def test_readme_without_a_database_creates_nothing(tmp_path, config_file):
+    db_path = tmp_path / "ai4mat.db"
+    result = invoke("readme", "--db", db_path, "--readme", tmp_path / "README.md", "--config", config_file)
+    assert (result.exit_code, result.output) == (
+        1, f"Error: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)\n"
+    )
+    assert directory_listing(tmp_path) == ["config.json"]
+
+
+# ------------------------------------------------------------------ read-only file and folder
+
+
+@contextmanager
+def immutable(path: Path):
+    """`chattr +i`: not even root may write the file, or create files in the folder."""
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True) if shutil.which("chattr") else None
+    if done is None or done.returncode != 0:
+        pytest.skip(f"chattr +i is not available here ({done.stderr.strip() if done else 'no chattr'})")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@contextmanager
+def read_only_mount(folder: Path):
+    """The folder bind-mounted read-only onto itself: EROFS for everyone, root included."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting needs root and mount(8)")
+    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"bind mounts are not permitted here ({done.stderr.strip()})")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def as_unprivileged(*args: str) -> subprocess.CompletedProcess:
+    """`python -m harvest ...` as user nobody (modes apply), or as ourselves when not root."""
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("dropping root needs setpriv(1)")
+        prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return subprocess.run([*prefix, sys.executable, "-m", "harvest", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("how", ["chattr", "mount"])
+def test_read_only_database_file(how, harvested, fake_arxiv, config_file, tmp_path):
+    folder = harvested.parent
+    before, listing = file_state(harvested), directory_listing(folder)
+    message = f"Error: harvest failed: {harvested}: database file is read-only"
+    if how == "chattr":
+        with immutable(harvested):
+            result = harvest(fake_arxiv, harvested, config_file)
+        assert (result.exit_code, result.output) == (1, message + "\n")
+    else:
+        with read_only_mount(folder):
+            result = harvest(fake_arxiv, harvested, config_file)
+            # Reading needs no write access: the README is still written from it.
+            readme = invoke("readme", "--db", harvested, "--readme", tmp_path / "README.md", "--config", config_file)
+        # A read-only mount makes the folder read-only too; the file is named first.
+        assert (result.exit_code, result.output) == (1, message + "\n")
+        assert (readme.exit_code, readme.output) == (0, f"readme: {tmp_path / 'README.md'} updated\n")
+    assert fake_arxiv.requests == []
+    assert (file_state(harvested), directory_listing(folder)) == (before, listing)
+
+
+@pytest.mark.parametrize("how", ["chattr", "mount"])
+def test_read_only_folder(how, harvested, fake_arxiv, config_file):
+    """The file is writable but its folder is not: SQLite could not write its journal."""
+    folder = harvested.parent
+    before, listing = file_state(harvested), directory_listing(folder)
+    message = f"Error: harvest failed: {harvested}: directory {folder} is not writable (SQLite needs it for its journal)"
+    if how == "chattr":
+        with immutable(folder):
+            result = harvest(fake_arxiv, harvested, config_file)
+        assert (result.exit_code, result.output) == (1, message + "\n")
+    else:
+        new_db = folder / "new.db"
+        with read_only_mount(folder):
+            result = harvest(fake_arxiv, new_db, config_file)
+        assert (result.exit_code, result.output) == (
+            1, f"Error: harvest failed: {new_db}: cannot create the database, directory {folder} is not writable\n"
+        )
+    assert fake_arxiv.requests == []
+    assert (file_state(harvested), directory_listing(folder)) == (before, listing)
+
+
+@pytest.fixture
+def shared_folder(harvested, config_file):
+    """A world-readable copy of the dataset and config (pytest's own tmp folders are 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="ai4mat-ro-"))
+    try:
+        folder.chmod(0o755)
+        (folder / "data").mkdir()
+        shutil.copy(harvested, folder / "data" / "ai4mat.db")
+        shutil.copy(config_file, folder / "config.json")
+        (folder / "config.json").chmod(0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize(
+    "file_mode, folder_mode, message",
+    [
+        (0o444, 0o777, "{db}: database file is read-only"),
+        (0o666, 0o755, "{db}: directory {folder} is not writable (SQLite needs it for its journal)"),
+    ],
+    ids=["file-0444", "folder-0755-of-root"],
+)
+def test_read_only_by_file_mode_for_an_unprivileged_user(file_mode, folder_mode, message, shared_folder, fake_arxiv):
+    folder, db_path = shared_folder / "data", shared_folder / "data" / "ai4mat.db"
+    folder.chmod(folder_mode)
+    db_path.chmod(file_mode)
+    before, listing = file_state(db_path), directory_listing(folder)
+    process = as_unprivileged(
+        "harvest", "--db", str(db_path), "--config", str(shared_folder / "config.json"), "--api-url", fake_arxiv.url, "--delay", "0"
+    )
+    assert (process.returncode, process.stdout, process.stderr) == (
+        1, "", f"Error: harvest failed: {message.format(db=db_path, folder=folder)}\n"
+    )
+    assert fake_arxiv.requests == []
+    assert (file_state(db_path), directory_listing(folder)) == (before, listing)
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+@contextmanager
+def tiny_disk(folder: Path, size: str):
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"tmpfs mounts are not permitted here ({done.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)]).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleeps):
+    """Run 2 does not fit: it fails with the cause, papers stay as they were; with room, run 3 stores it all."""
+    with tiny_disk(tmp_path / "disk", "320k") as disk:
+        db_path = disk / "ai4mat.db"
+        fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
+        assert harvest(fake_arxiv, db_path, config_file).output == "harvest: 50 new, 0 updated, 0 unchanged (1 request)\n"
+        before = dump(db_path)
+        fake_arxiv.papers = [make_paper(n) for n in range(1, 401)]
+        result = harvest(fake_arxiv, db_path, config_file)
+        assert (result.exit_code, result.output) == (1, "Error: harvest failed: could not store the run (database or disk is full)\n")
+        assert dump(db_path) == before
+        assert integrity(db_path) == ("ok", "ok")
+        assert directory_listing(disk) == ["ai4mat.db"]
+        assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [
+            (1, "ok", None), (2, "failed", "could not store the run (database or disk is full)")
+        ]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        result = harvest(fake_arxiv, db_path, config_file)
+        assert (result.exit_code, result.output) == (0, "harvest: 350 new, 0 updated, 50 unchanged (4 requests)\n")
+        assert integrity(db_path) == ("ok", "ok")
+        assert len(dump(db_path, ("papers",))["papers"]) == 400
+
+
+def test_disk_already_full_fails_before_asking_arxiv(fake_arxiv, tmp_path, config_file, sleeps):
+    with tiny_disk(tmp_path / "disk", "320k") as disk:
+        db_path = disk / "ai4mat.db"
+        fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
+        assert harvest(fake_arxiv, db_path, config_file).exit_code == 0
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:  # ENOSPC: the disk is full
+            pass
+        finally:
+            os.close(filler)
+        before = file_state(db_path)
+        fake_arxiv.requests.clear()
+        result = harvest(fake_arxiv, db_path, config_file)
+        assert (result.exit_code, result.output) == (
+            1, "Error: harvest failed: could not record the start of the run (database or disk is full)\n"
+        )
+        assert fake_arxiv.requests == []
+        assert file_state(db_path) == before
+        assert directory_listing(disk) == ["ai4mat.db", "filler"]
+
+
+# ------------------------------------------------------------------ bad config.json
+
+BAD_CONFIGS = {
+    "invalid-json": ('{"query": "cat:cs.LG",}', "{c}: invalid JSON at line 1 column 23: Expecting property name enclosed in double quotes"),
+    "empty-file": ("", "{c}: invalid JSON at line 1 column 1: Expecting value"),
+    "not-an-object": ('["cat:cs.LG"]', "{c}: expected a JSON object, got list"),
+    "missing-query": ('{"max_results": 10}', '{c}: missing "query" (an arXiv search query, e.g. "cat:cond-mat.mtrl-sci")'),
+    "blank-query": ('{"query": "   "}', '{c}: "query" must be a non-empty string'),
+    "query-not-a-string": ('{"query": 42}', '{c}: "query" must be a non-empty string, got 42'),
+    "max-results-a-string": ('{"query": "q", "max_results": "100"}', '{c}: "max_results" must be a positive integer, got "100"'),
+    "max-results-zero": ('{"query": "q", "max_results": 0}', '{c}: "max_results" must be a positive integer, got 0'),
+    "max-results-bool": ('{"query": "q", "max_results": true}', '{c}: "max_results" must be a positive integer, got true'),
+    "delay-negative": ('{"query": "q", "delay_seconds": -1}', '{c}: "delay_seconds" must be a number of seconds >= 0'),
+    "delay-a-string": ('{"query": "q", "delay_seconds": "3"}', '{c}: "delay_seconds" must be a number of seconds >= 0, got "3"'),
+    "page-size-too-big": ('{"query": "q", "page_size": 5000}', '{c}: "page_size" must be an integer from 1 to 2000 (arXiv\'s maximum per request), got 5000'),
+    "page-size-a-float": ('{"query": "q", "page_size": 10.5}', '{c}: "page_size" must be an integer from 1 to 2000 (arXiv\'s maximum per request), got 10.5'),
+    "unknown-timezone": ('{"query": "q", "timezone": "Mars/Olympus_Mons"}', '{c}: unknown time zone "Mars/Olympus_Mons" (use an IANA name such as Asia/Singapore)'),
+    "timezone-path-escape": ('{"query": "q", "timezone": "../../etc/passwd"}', '{c}: unknown time zone "../../etc/passwd" (use an IANA name such as Asia/Singapore)'),
+    "unknown-key": ('{"query": "q", "querry": "q"}', '{c}: unknown key "querry" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, timezone, timezone_label)'),
+    "api-url-not-http": ('{"query": "q", "api_url": "file:///etc/passwd"}', "{c}: \"api_url\" must be an http(s) URL, got 'file:///etc/passwd'"),
+    "readme-max-papers-negative": ('{"query": "q", "readme_max_papers": -5}', '{c}: "readme_max_papers" must be a positive integer, got -5'),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CONFIGS)
+def test_bad_config_is_one_line_and_touches_nothing(kind, harvested, fake_arxiv, tmp_path):
+    text, message = BAD_CONFIGS[kind]
+    config = tmp_path / "bad.json"
+    config.write_text(text)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Tracker\n")
+    states = file_state(harvested), file_state(readme), directory_listing(harvested.parent)
+    for args in (
+        ("harvest", "--db", harvested, "--config", config, "--api-url", fake_arxiv.url),
+        ("readme", "--db", harvested, "--readme", readme, "--config", config),
+    ):
+        result = invoke(*args)
+        assert (result.exit_code, result.output) == (1, f"Error: {message.format(c=config)}\n")
+    assert fake_arxiv.requests == []
+    assert (file_state(harvested), file_state(readme), directory_listing(harvested.parent)) == states
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda c: None, "{c}: config file not found"),
+        (lambda c: c.write_bytes(b'{"query": "\xff\xfe"}'), "{c}: cannot read config file ('utf-8' codec can't decode byte 0xff in position 11: invalid start byte)"),
+    ],
+    ids=["missing", "not-utf8"],
+)
+def test_unreadable_config(make, message, fake_arxiv, tmp_path):
+    config = tmp_path / "config.json"
+    make(config)
+    db_path = tmp_path / "ai4mat.db"
+    result = invoke("harvest", "--db", db_path, "--config", config, "--api-url", fake_arxiv.url)
+    assert (result.exit_code, result.output) == (1, f"Error: {message.format(c=config)}\n")
+    assert not db_path.exists() and fake_arxiv.requests == []
+
+
+def test_config_that_is_a_directory(fake_arxiv, tmp_path):
+    (tmp_path / "config.json").mkdir()
+    result = invoke("harvest", "--db", tmp_path / "ai4mat.db", "--config", tmp_path / "config.json", "--api-url", fake_arxiv.url)
+    # click's own usage error: exit 2, the cause on the last line.
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2, f"Error: Invalid value for '--config': File '{tmp_path / 'config.json'}' is a directory."
+    )
+    assert directory_listing(tmp_path) == ["config.json"] and fake_arxiv.requests == []
+
+
+# ------------------------------------------------------------------ README files readme refuses
+
+START, END = "<!-- ARXIV_PAPERS_START -->", "<!-- ARXIV_PAPERS_END -->"
+FIX = f"fix the {START} / {END} lines by hand"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (f"# T\n{START}\nold\n", f"README has a start marker without its pair; {FIX}"),
+        (f"# T\nold\n{END}\n", f"README has an end marker without its pair; {FIX}"),
+        (f"# T\n{END}\nold\n{START}\n", f"README has a start marker without its pair; {FIX}"),
+        (f"{START}\na\n{END}\n{START}\nb\n{END}\n", f"README has more than one {START}; keep one section and rerun"),
+    ],
+    ids=["start-only", "end-only", "reversed", "two-sections"],
+)
+def test_readme_with_broken_markers_is_left_alone(text, message, harvested, tmp_path, config_file):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    before = file_state(readme)
+    result = invoke("readme", "--db", harvested, "--readme", readme, "--config", config_file)
+    assert (result.exit_code, result.output) == (1, f"Error: {readme}: {message}\n")
+    assert file_state(readme) == before
+    assert directory_listing(tmp_path) == ["README.md", "config.json", "data"]
