@@ -1,7 +1,7 @@
 """Serve the dataset with Datasette, exactly as it is published.
 
-`ai4mat serve`, `scripts/daily.sh` (smoke check) and `scripts/publish.sh` share these options,
-so the local site, the smoke check and the hosted one behave alike.
+`ai4mat serve` and `scripts/publish.sh` share these settings (`python -m harvest.serve`
+prints them for the script), so the local site and the hosted one behave alike.
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ class ServeError(Exception):
 
 
 def setting_options() -> list[str]:
-    """`--setting NAME VALUE ...` and `--cors`: the serving options besides the files."""
+    """`--setting NAME VALUE ...` for SETTINGS, as `datasette serve` and `publish` take them."""
     options: list[str] = []
     for name, value in SETTINGS.items():
         options += ["--setting", name, str(value)]
-    # The JSON API is meant to be called from other sites' pages.
-    return options + ["--cors"]
+    return options
 
 
 def check_files(db_path: str | os.PathLike, metadata_path: str | os.PathLike, plugins_dir: str | os.PathLike) -> None:
@@ -74,8 +73,14 @@ def datasette_argv(
         "--host", host,
         "--port", str(port),
         *setting_options(),
+        # The JSON API is meant to be called from other sites' pages.
+        "--cors",
     ]
 
 
 def site_url(host: str, port: int) -> str:
     return f"http://{host}:{port}/"
+
+
+if __name__ == "__main__":
+    print(" ".join(setting_options()))

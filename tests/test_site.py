@@ -49,7 +49,7 @@ def test_metadata_describes_the_dataset():
     assert metadata["source_url"].startswith("https://info.arxiv.org/help/api")
     assert metadata["about_url"] == "https://github.com/ai4mat/arxiv-daily-ai4mat"
     # The description names the query that feeds the dataset: keep it in step with config.json.
-    assert load_config(ROOT / "config.json").query in metadata["description"].replace("\n", " ")
+    assert load_config(ROOT / "config.json").query in metadata["description_html"]
     database = metadata["databases"]["ai4mat"]
     assert sorted(database["queries"]) == sorted(QUERIES)
     for name, query in database["queries"].items():
