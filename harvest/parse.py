@@ -20,6 +20,11 @@ ID_RE = re.compile(
 )
 
 
+# C0 controls XML 1.0 forbids. One of them in one abstract would make the whole page "not
+# well-formed" on every retry and every run; in UTF-8 these bytes occur only as themselves.
+XML_ILLEGAL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 class ParseError(Exception):
     """The body is not a usable arXiv Atom feed (truncated, HTML, not XML)."""
 
@@ -109,7 +114,7 @@ def parse_feed(body: bytes) -> Feed:
     its reason recorded in `skipped`. Raises ArxivAPIError for arXiv's error feed and ParseError
     for anything that is not a complete arXiv Atom feed.
     """
-    parsed = feedparser.parse(body)
+    parsed = feedparser.parse(XML_ILLEGAL_BYTES.sub(b"", body))
     if parsed.get("bozo") and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException):
         raise ParseError(f"response is not well-formed XML ({parsed.bozo_exception})")
     for entry in parsed.entries:

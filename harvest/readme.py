@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
@@ -45,9 +46,26 @@ def run_papers(db: sqlite_utils.Database, run_id: int) -> list[dict]:
     )
 
 
+# Characters that can open a markdown block at the start of a line: a heading, quote, list,
+# fence, thematic break, setext underline, table row or link definition.
+_BLOCK_MARKS = "#>-+*=_`~|:["
+_ORDERED_ITEM = re.compile(r"\d{1,9}(?=[.)])")
+
+
 def _safe(text: str) -> str:
-    # No paper may open an HTML comment, and so none can close the section early.
-    return text.replace("<!--", "&lt;!--")
+    """Paper text as inert markdown: it can open neither HTML (`<` is written `&lt;`, so no
+    comment can end the section early) nor a block that would run past its paper (an unclosed
+    fence or `<pre>` would swallow every paper after it, and the end marker)."""
+    lines = re.split(r"\r\n|\r|\n", text.replace("<", "&lt;"))
+    return "\n".join(lines[:1] + [_inert_line(line) for line in lines[1:]])
+
+
+def _inert_line(line: str) -> str:
+    line = line.lstrip(" \t")  # four spaces after a blank line would start a code block
+    if line[:1] and line[0] in _BLOCK_MARKS:
+        return "\\" + line
+    item = _ORDERED_ITEM.match(line)
+    return f"{line[:item.end()]}\\{line[item.end():]}" if item else line
 
 
 def _stamp(finished_at: str, zone: ZoneInfo, label: str) -> str:

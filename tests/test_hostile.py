@@ -1,0 +1,184 @@
+"""Hostile paper content served by the fake API, end to end through `ai4mat harvest` and `ai4mat readme`.
+
+HOSTILE holds the inputs: script and img-onerror tags in titles, abstracts and author names, the
+README markers inside an abstract, markdown that opens blocks (unclosed fences, <pre>, headings,
+tables, setext underlines, CR line ends), a 100 KB abstract, C0/C1 control characters, emoji,
+right-to-left text with bidi overrides, 500 authors, SQL and entity tricks.
+
+Checks: every paper is stored exactly as arXiv's XML says (C0 controls, which XML forbids, are
+dropped instead of failing the page); the FTS index is sound and finds them; the README section
+has exactly one start and one end marker and, parsed as CommonMark, exactly one heading per
+paper and no HTML but the two markers. Datasette and browser checks are in test_serving_safety.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from markdown_it import MarkdownIt
+
+from harvest.cli import cli
+from harvest.readme import END_MARKER, START_MARKER
+
+from .dumps import integrity
+from .fake_arxiv import FakeArxiv, make_paper
+
+HUGE = ("Large language models propose perovskites that are then relaxed with DFT. " * 1400)[:100_000]
+MARKDOWN = (
+    "Line one\n```\nunclosed fence\n# heading\n---\n===\n> quote\n- item\n+ item\n* item\n1. ordered\n2) ordered\n"
+    "| a | b |\n|---|---|\n:--|--:\n[ref]: https://evil.example\n    indented\n\n    code after a blank line\n"
+    "~~~\n<pre>\nunclosed pre\n<details><summary>x</summary>\r```\rCR fence\r\n___\n***"
+)
+AUTHORS_500 = [f"Author {i:03d}" for i in range(1, 500)] + ["<script>window.__xss_author=1</script>"]
+
+# name -> (fields served, fields stored when they differ from what was served)
+HOSTILE: dict[str, tuple[dict, dict]] = {
+    "script": (
+        {"title": "<script>window.__xss_title=1</script> Diffusion for crystals",
+         "summary": "We show <script>window.__xss_summary=1</script> results.\n<script>\nwindow.__xss_block = 1"},
+        {},
+    ),
+    "img-onerror": (
+        {"title": '<img src=x onerror="window.__xss_img_title=1"> Graph networks',
+         "summary": 'Text <img src=x onerror="window.__xss_img=1"> more.\n<img src=x onerror="window.__xss_img_block=1">',
+         "comment": '<svg onload="window.__xss_svg=1">'},
+        {},
+    ),
+    "readme-markers": (
+        {"title": f"Markers {END_MARKER} in a title",
+         "summary": f"Before\n{END_MARKER}\nafter {START_MARKER} and a lone --> too",
+         "authors": ["<!-- Opens a comment", "Closes it -->"]},
+        {},
+    ),
+    "markdown": (
+        {"title": "**bold** [link](javascript:alert(1)) | pipe | `tick ## trailing", "summary": MARKDOWN},
+        {"summary": MARKDOWN.replace("\r\n", "\n").replace("\r", "\n")},  # XML's own line-end rule
+    ),
+    "huge-abstract": ({"title": "A 100 KB abstract", "summary": HUGE}, {"summary": HUGE.strip()}),
+    "control-and-emoji": (
+        {"title": "Control \x01\x1b chars and emoji 👩‍🔬🧪🇸🇬",
+         "summary": "Tab\there; C0 \x02\x07\x0c dropped; C1 \x85\x9b; BOM \ufeff; zero-width \u200b\u200d; "
+                    "separators \u2028\u2029; combining e\u0301; astral 𝔸𝕀 🤖."},
+        # XML forbids C0 controls: dropped before parsing. feedparser reads C1 controls as cp1252.
+        {"title": "Control chars and emoji 👩‍🔬🧪🇸🇬",
+         "summary": "Tab\there; C0  dropped; C1 …›; BOM \ufeff; zero-width \u200b\u200d; "
+                    "separators \u2028\u2029; combining e\u0301; astral 𝔸𝕀 🤖."},
+    ),
+    "right-to-left": (
+        {"title": "تصميم المواد العكسي باستخدام الذكاء الاصطناعي",
+         "summary": "עיצוב חומרים הפוך. Mixed \u202egnp.exe\u202c override and \u200f marks.",
+         "authors": ["محمد علي", "דוד כהן"]},
+        {},
+    ),
+    "500-authors": ({"title": "A consortium paper", "authors": AUTHORS_500}, {}),
+    "sql-and-entities": (
+        {"title": "Robert'); DROP TABLE papers;-- ' OR 1=1",
+         "summary": "&lt;script&gt; stays text, &amp;amp; stays &amp;, and %s %(x)s ? :name placeholders"},
+        {},
+    ),
+}
+
+
+def hostile_papers() -> list[dict]:
+    papers = [make_paper(n, **fields) for n, (fields, _) in enumerate(HOSTILE.values(), 1)]
+    return papers + [make_paper(n) for n in range(len(HOSTILE) + 1, 13)]
+
+
+def stored_form(paper: dict, overrides: dict) -> dict:
+    expected = {"title": " ".join(paper["title"].split()), "summary": paper["summary"].strip(), "authors": paper["authors"]}
+    return expected | overrides
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory) -> Path:
+    """A dataset harvested from the hostile papers, over three pages."""
+    folder = tmp_path_factory.mktemp("hostile")
+    config = folder / "config.json"
+    config.write_text(json.dumps({"query": "q", "delay_seconds": 0, "page_size": 5}))
+    with FakeArxiv() as fake:
+        fake.papers = hostile_papers()
+        result = CliRunner().invoke(
+            cli, ["harvest", "--db", str(folder / "ai4mat.db"), "--config", str(config), "--api-url", fake.url, "--delay", "0"],
+            catch_exceptions=False,
+        )
+    assert (result.exit_code, result.output) == (0, "harvest: 12 new, 0 updated, 0 unchanged (3 requests)\n")
+    return folder / "ai4mat.db"
+
+
+def query(path: Path, sql: str, params=()) -> list[tuple]:
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_paper_is_stored_exactly(name, hostile_db):
+    number = list(HOSTILE).index(name) + 1
+    paper = hostile_papers()[number - 1]
+    expected = stored_form(paper, HOSTILE[name][1])
+    ((title, summary, authors, comment),) = query(
+        hostile_db, "SELECT title, summary, authors, comment FROM papers WHERE arxiv_id = ?", [paper["arxiv_id"]]
+    )
+    assert (title, summary, json.loads(authors)) == (expected["title"], expected["summary"], expected["authors"])
+    assert comment == paper.get("comment")
+    names = query(hostile_db, "SELECT name FROM paper_authors WHERE arxiv_id = ? ORDER BY position", [paper["arxiv_id"]])
+    assert [row[0] for row in names] == expected["authors"]
+
+
+def test_hostile_dataset_is_sound_and_searchable(hostile_db):
+    assert integrity(hostile_db) == ("ok", "ok")
+    assert query(hostile_db, "SELECT count(*) FROM papers") == [(12,)]
+    search = "SELECT p.arxiv_id FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid WHERE papers_fts MATCH ? ORDER BY 1"
+    assert query(hostile_db, search, ['"المواد"']) == [("2611.00007",)]
+    assert query(hostile_db, search, ["perovskites"]) == [("2611.00005",)]
+    assert query(hostile_db, search, ['"DROP TABLE papers"']) == [("2611.00009",)]
+    assert query(hostile_db, "SELECT count(*) FROM paper_authors WHERE arxiv_id = '2611.00008'") == [(500,)]
+
+
+def test_readme_section_stays_well_formed(hostile_db, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"query": "q", "timezone": "UTC", "timezone_label": "UTC"}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# ArXiv Daily\n\nIntro.\n")
+    args = ["readme", "--db", str(hostile_db), "--readme", str(readme), "--config", str(config)]
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).output == f"readme: {readme} updated\n"
+    text = readme.read_text()
+    assert (text.count(START_MARKER), text.count(END_MARKER)) == (1, 1)
+    assert text.startswith("# ArXiv Daily\n\nIntro.\n") and text.endswith(END_MARKER)
+    assert HUGE.strip() in text  # the 100 KB abstract whole, nothing cut
+
+    # CommonMark plus GitHub's tables, as GitHub renders a README.
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text)
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    titles = [row[0] for row in query(hostile_db, "SELECT title FROM papers ORDER BY updated DESC, arxiv_id DESC")]
+    # One h1 (the README's own), one h2 (the section's), then exactly one h3 per paper.
+    assert headings[:2] == ["ArXiv Daily", "New Papers (12)"]
+    assert len(headings) == 2 + 12
+    assert [h.split(". ", 1)[0] for h in headings[2:]] == [str(n) for n in range(1, 13)]
+    # The only HTML in the whole document is the two markers, as their own blocks.
+    html = [t.content.strip() for t in tokens if t.type in ("html_block", "html_inline")]
+    html += [c.content for t in tokens if t.children for c in t.children if c.type == "html_inline"]
+    assert html == [START_MARKER, END_MARKER]
+    assert not any(t.type in ("fence", "code_block", "table_open", "blockquote_open", "bullet_list_open", "ordered_list_open") for t in tokens)
+    assert len(titles) == 12
+    # A second run with the same data changes nothing.
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).output == f"readme: {readme} unchanged\n"
+
+
+def test_control_character_in_one_abstract_does_not_block_the_harvest(fake_arxiv, tmp_path, sleeps):
+    """XML forbids C0 controls; one in one abstract once made every attempt at the page fail."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"query": "q", "delay_seconds": 0}))
+    fake_arxiv.papers = [make_paper(1, summary="Escape \x1b[31m red and bell \x07."), make_paper(2)]
+    result = CliRunner().invoke(
+        cli, ["harvest", "--db", str(tmp_path / "ai4mat.db"), "--config", str(config), "--api-url", fake_arxiv.url],
+        catch_exceptions=False,
+    )
+    assert (result.exit_code, result.output) == (0, "harvest: 2 new, 0 updated, 0 unchanged (1 request)\n")
+    assert query(tmp_path / "ai4mat.db", "SELECT summary FROM papers WHERE arxiv_id = '2611.00001'") == [("Escape [31m red and bell .",)]
