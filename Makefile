@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8001
+HOST ?= 127.0.0.1
 
 .PHONY: install serve test harvest readme bench clean
 
@@ -20,7 +21,7 @@ install: $(VENV)/.installed
 serve: install
 	$(BIN)/ai4mat harvest || echo "make serve: the harvest failed (above); serving ai4mat.db as it is"
 	$(BIN)/ai4mat readme
-	$(BIN)/ai4mat serve --port $(PORT)
+	$(BIN)/ai4mat serve --host $(HOST) --port $(PORT)
 
 harvest: install
 	$(BIN)/ai4mat harvest

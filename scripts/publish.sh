@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Publish ai4mat.db to Fly (datasette-publish-fly) as the same site `ai4mat serve` runs:
+# immutable file, metadata.yml, plugins/, the serve settings, and the Datasette and plugin
+# versions pinned in pyproject.toml. Fly can run many stateless replicas of the image.
+#
+#   FLY_APP     the Fly app name (default ai4mat-arxiv-daily); FLY_API_TOKEN authenticates flyctl
+#   AI4MAT_DB   the database file (default ai4mat.db)
+#   PYTHON      the interpreter with ai4mat installed (default python3)
+# Extra arguments go to `datasette publish fly`: `scripts/publish.sh --generate-dir DIR` writes
+# the deployment without deploying (no account needed).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+db="${AI4MAT_DB:-ai4mat.db}"
+python="${PYTHON:-python3}"
+
+[ -f "$db" ] || { echo "publish: $db not found (run scripts/daily.sh first)" >&2; exit 1; }
+
+# Exact pins only: the Dockerfile passes them to pip unquoted.
+pins="$("$python" - "$repo/pyproject.toml" <<'PY'
+import importlib.metadata, re, sys, tomllib
+
+dependencies = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+# Datasette itself: the version the daily job's smoke check just ran.
+print(f"datasette=={importlib.metadata.version('datasette')}")
+for requirement in dependencies:
+    if requirement.startswith("datasette-"):
+        if not re.fullmatch(r"datasette-[a-z0-9-]+==[0-9][0-9a-z.]*", requirement):
+            sys.exit(f"publish: pin {requirement!r} exactly (name==version) in pyproject.toml")
+        print(requirement)
+PY
+)"
+install=()
+while read -r pin; do
+  install+=(--install "$pin")
+done <<< "$pins"
+
+exec datasette publish fly "$db" \
+  --app "${FLY_APP:-ai4mat-arxiv-daily}" \
+  --metadata "$repo/metadata.yml" \
+  --plugins-dir "$repo/plugins" \
+  "${install[@]}" \
+  --extra-options "$("$python" -m harvest.serve)" \
+  "$@"
