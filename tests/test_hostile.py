@@ -26,67 +26,7 @@ from harvest.readme import END_MARKER, START_MARKER
 
 from .dumps import integrity
 from .fake_arxiv import FakeArxiv, make_paper
-
-HUGE = ("Large language models propose perovskites that are then relaxed with DFT. " * 1400)[:100_000]
-MARKDOWN = (
-    "Line one\n```\nunclosed fence\n# heading\n---\n===\n> quote\n- item\n+ item\n* item\n1. ordered\n2) ordered\n"
-    "| a | b |\n|---|---|\n:--|--:\n[ref]: https://evil.example\n    indented\n\n    code after a blank line\n"
-    "~~~\n<pre>\nunclosed pre\n<details><summary>x</summary>\r```\rCR fence\r\n___\n***"
-)
-AUTHORS_500 = [f"Author {i:03d}" for i in range(1, 500)] + ["<script>window.__xss_author=1</script>"]
-
-# name -> (fields served, fields stored when they differ from what was served)
-HOSTILE: dict[str, tuple[dict, dict]] = {
-    "script": (
-        {"title": "<script>window.__xss_title=1</script> Diffusion for crystals",
-         "summary": "We show <script>window.__xss_summary=1</script> results.\n<script>\nwindow.__xss_block = 1"},
-        {},
-    ),
-    "img-onerror": (
-        {"title": '<img src=x onerror="window.__xss_img_title=1"> Graph networks',
-         "summary": 'Text <img src=x onerror="window.__xss_img=1"> more.\n<img src=x onerror="window.__xss_img_block=1">',
-         "comment": '<svg onload="window.__xss_svg=1">'},
-        {},
-    ),
-    "readme-markers": (
-        {"title": f"Markers {END_MARKER} in a title",
-         "summary": f"Before\n{END_MARKER}\nafter {START_MARKER} and a lone --> too",
-         "authors": ["<!-- Opens a comment", "Closes it -->"]},
-        {},
-    ),
-    "markdown": (
-        {"title": "**bold** [link](javascript:alert(1)) | pipe | `tick ## trailing", "summary": MARKDOWN},
-        {"summary": MARKDOWN.replace("\r\n", "\n").replace("\r", "\n")},  # XML's own line-end rule
-    ),
-    "huge-abstract": ({"title": "A 100 KB abstract", "summary": HUGE}, {"summary": HUGE.strip()}),
-    "control-and-emoji": (
-        {"title": "Control \x01\x1b chars and emoji 👩‍🔬🧪🇸🇬",
-         "summary": "Tab\there; C0 \x02\x07\x0c dropped; C1 \x85\x9b; BOM \ufeff; zero-width \u200b\u200d; "
-                    "separators \u2028\u2029; combining e\u0301; astral 𝔸𝕀 🤖."},
-        # XML forbids C0 controls: dropped before parsing. feedparser reads C1 controls as cp1252.
-        {"title": "Control chars and emoji 👩‍🔬🧪🇸🇬",
-         "summary": "Tab\there; C0  dropped; C1 …›; BOM \ufeff; zero-width \u200b\u200d; "
-                    "separators \u2028\u2029; combining e\u0301; astral 𝔸𝕀 🤖."},
-    ),
-    "right-to-left": (
-        {"title": "تصميم المواد العكسي باستخدام الذكاء الاصطناعي",
-         "summary": "עיצוב חומרים הפוך. Mixed \u202egnp.exe\u202c override and \u200f marks.",
-         "authors": ["محمد علي", "דוד כהן"]},
-        {},
-    ),
-    "500-authors": ({"title": "A consortium paper", "authors": AUTHORS_500}, {}),
-    "sql-and-entities": (
-        {"title": "Robert'); DROP TABLE papers;-- ' OR 1=1",
-         "summary": "&lt;script&gt; stays text, &amp;amp; stays &amp;, and %s %(x)s ? :name placeholders"},
-        {},
-    ),
-}
-
-
-def hostile_papers() -> list[dict]:
-    papers = [make_paper(n, **fields) for n, (fields, _) in enumerate(HOSTILE.values(), 1)]
-    return papers + [make_paper(n) for n in range(len(HOSTILE) + 1, 13)]
-
+from .hostile_data import HOSTILE, HUGE, hostile_papers
 
 def stored_form(paper: dict, overrides: dict) -> dict:
     expected = {"title": " ".join(paper["title"].split()), "summary": paper["summary"].strip(), "authors": paper["authors"]}
