@@ -431,7 +431,10 @@ def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[di
     """
     papers = unique_versions(papers)
     with db.atomic():
-        current, _ = _known(db, sorted({paper["arxiv_id"] for paper in papers}))
+        current = set()
+        for chunk in _chunks(sorted({paper["arxiv_id"] for paper in papers})):
+            marks = ",".join("?" * len(chunk))
+            current.update(row[0] for row in db.execute(f"SELECT arxiv_id FROM papers WHERE arxiv_id IN ({marks})", chunk))
         counts = save_papers(db, run_id, [paper for paper in papers if paper["arxiv_id"] in current])
         fresh: dict[str, list[dict]] = {}
         for paper in papers:
@@ -445,8 +448,7 @@ def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[di
             for paper in served:
                 row = _as_row(paper)
                 version_rows.append((arxiv_id, paper["version"], run_id, *(row[c] for c in VERSION_COLUMNS)))
-            latest = served[-1]
-            row = _as_row(latest)
+            latest = served[-1]  # `row` is still the latest version's
             paper_rows.append((arxiv_id, *(row[c] for c in PAPER_COLUMNS), run_id, run_id))
             author_rows += [(arxiv_id, position, name) for position, name in enumerate(latest["authors"])]
             category_rows += [(arxiv_id, position, category) for position, category in enumerate(latest["categories"])]
