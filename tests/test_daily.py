@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harvest.runner import run_harvest
+from harvest.store import writing
+
 from .conftest import rows
 from .fake_arxiv import FakeArxiv
 from .site_data import FIRST, FOURTH, OLD_STYLE, ROOT, SECOND_V1, SECOND_V2
@@ -85,14 +88,13 @@ def test_first_run_without_a_previous_database_starts_empty(workdir, fake_arxiv)
     assert result.stderr.splitlines()[-2:] == ["daily: smoke check passed", f"daily: {digest}  ai4mat.db"]
 
 
-def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, tmp_path_factory):
-    # Yesterday's job, in its own directory; its database is "released".
-    yesterday = tmp_path_factory.mktemp("yesterday")
-    (yesterday / "config.json").write_text((workdir / "config.json").read_text())
-    (yesterday / "README.md").write_text(README)
+def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, tmp_path_factory, client_for):
+    # Yesterday's database, written by the harvester, is "released".
+    yesterday = tmp_path_factory.mktemp("yesterday") / "ai4mat.db"
     fake_arxiv.papers = [FIRST, SECOND_V1, OLD_STYLE]
-    assert daily(yesterday, fake_arxiv).returncode == 0
-    release.files["/latest/ai4mat.db"] = (200, (yesterday / "ai4mat.db").read_bytes())
+    with writing(yesterday) as db:
+        run_harvest(db, client_for(fake_arxiv), 'all:"materials discovery"')
+    release.files["/latest/ai4mat.db"] = (200, yesterday.read_bytes())
 
     fake_arxiv.papers = [FIRST, SECOND_V2, OLD_STYLE, FOURTH]
     result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
@@ -106,14 +108,6 @@ def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, t
     assert not (workdir / "ai4mat.db.download").exists()
 
 
-def test_a_404_means_no_release_yet_and_starts_empty(workdir, fake_arxiv, release):
-    fake_arxiv.papers = [FIRST]
-    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
-    assert result.returncode == 0, result.stderr
-    assert "daily: no previous database published yet (HTTP 404): starting an empty one" in result.stderr.splitlines()
-    assert [r["new"] for r in rows(workdir / "ai4mat.db", "select * from runs")] == [1]
-
-
 def test_a_failed_download_stops_the_job_before_harvesting(workdir, fake_arxiv, release):
     release.files["/latest/ai4mat.db"] = (500, b"boom")
     result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
@@ -125,10 +119,12 @@ def test_a_failed_download_stops_the_job_before_harvesting(workdir, fake_arxiv, 
     assert fake_arxiv.requests == []
 
 
-def test_a_failed_harvest_is_recorded_and_the_job_still_publishes(workdir, fake_arxiv):
+def test_first_release_with_arxiv_down_starts_empty_and_still_publishes(workdir, fake_arxiv, release):
+    # No release yet (HTTP 404), and the harvest fails: the failure is recorded and published.
     fake_arxiv.faults = {1: "error_feed"}
-    result = daily(workdir, fake_arxiv)
+    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
     assert result.returncode == 0, result.stderr
+    assert "daily: no previous database published yet (HTTP 404): starting an empty one" in result.stderr.splitlines()
     assert "Error: harvest failed: arXiv API error (HTTP 400): incorrect id format for abc" in result.stderr
     assert "::warning title=harvest failed::see the runs table of the published dataset" in result.stdout
     assert [(r["status"], r["error"]) for r in rows(workdir / "ai4mat.db", "select * from runs")] == [
