@@ -100,6 +100,9 @@ def test_daily_workflow_runs_on_schedule_alone_and_one_at_a_time():
     assert any("gh release create" in text and "ai4mat.db.sha256" in text for text in runs)
     assert any("git diff --quiet -- README.md" in text and "-- README.md" in text for text in runs)
     assert runs[-1] == "scripts/publish.sh"
+    # The deploy token reaches the publish step only.
+    assert [i for i, step in enumerate(steps) if "FLY_API_TOKEN" in step.get("env", {})] == [len(steps) - 1]
+    assert "FLY_API_TOKEN" not in job["env"]
 
 
 def test_test_workflow_runs_make_test_on_push_and_pull_request():
