@@ -73,9 +73,9 @@ class BackfillProgress:
     papers_stored: int = 0
 
 
-# Called after each window with the window, what happened to it ("done", "skipped", "split",
-# "failed") and the progress so far.
-ProgressCallback = Callable[[Window, str, BackfillProgress], None]
+# Called once with (None, "planned", progress) before the first request, then after each window
+# with the window, what happened to it ("done", "skipped", "split", "failed") and the progress so far.
+ProgressCallback = Callable[["Window | None", str, BackfillProgress], None]
 
 
 @dataclass
@@ -165,8 +165,8 @@ def run_backfill(
     failed_in_a_row = 0
     requests_before = client.requests
 
-    def tell(window: Window, outcome: str) -> None:
-        if outcome != "split":
+    def tell(window: Window | None, outcome: str) -> None:
+        if outcome not in ("planned", "split"):
             state.windows_done += 1
         if progress is not None:
             progress(window, outcome, state)
@@ -176,6 +176,7 @@ def run_backfill(
         state.windows_total += 1
         tell(window, "split")
 
+    tell(None, "planned")
     try:
         while pending:
             window = pending.popleft()
@@ -266,23 +267,29 @@ class TerminalProgress:
     """A click progress bar (windows done of total, papers stored, ETA) for an interactive terminal."""
 
     def __init__(self):
+        import sys
+
         import click
 
+        # stderr, like the log lines: stdout carries only the summary.
         self.bar = click.progressbar(
-            length=1, label="backfill", show_eta=True, show_pos=True,
+            length=1, label="backfill", show_eta=True, show_pos=True, file=sys.stderr,
             item_show_func=lambda papers: None if papers is None else f"{papers} papers stored",
         )
 
     def __enter__(self) -> "TerminalProgress":
-        self.bar.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
+        if self.bar.entered:
+            self.bar.__exit__(*exc)
 
-    def __call__(self, window: Window, outcome: str, state: BackfillProgress) -> None:
+    def __call__(self, window: Window | None, outcome: str, state: BackfillProgress) -> None:
         self.bar.length = state.windows_total
-        self.bar.update(0 if outcome == "split" else 1, current_item=state.papers_stored)
+        if outcome == "planned":
+            self.bar.__enter__()  # drawn once the number of windows is known
+        else:
+            self.bar.update(0 if outcome == "split" else 1, current_item=state.papers_stored)
 
 
 class LogProgress:
@@ -297,7 +304,10 @@ class LogProgress:
     def __exit__(self, *exc) -> None:
         pass
 
-    def __call__(self, window: Window, outcome: str, state: BackfillProgress) -> None:
+    def __call__(self, window: Window | None, outcome: str, state: BackfillProgress) -> None:
+        if outcome == "planned":
+            self.echo(f"backfill: {state.windows_total} window{'s' if state.windows_total != 1 else ''} planned")
+            return
         self.echo(
             f"backfill: window {window} {outcome} ({state.windows_done} of {state.windows_total} windows, "
             f"{state.papers_stored} papers stored)"

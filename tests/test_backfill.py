@@ -176,7 +176,7 @@ def test_cli_backfill_failure_is_one_line_and_a_nonzero_exit(fake_arxiv, db_path
         "Error: backfill failed: 3 windows failed (stopped after 3 failures in a row), first 2019-01-01 00:00..2019-12-31 23:59: "
         "arXiv API answered HTTP 500 (start=0) (gave up after 6 attempts); run the same backfill again to retry"
     )
-    assert lines[:-1] == [
+    assert lines[:-1] == ["backfill: 6 windows planned"] + [
         f"backfill: window {year}-01-01 00:00..{year}-12-31 23:59 failed ({n} of 6 windows, 0 papers stored)"
         for n, year in ((1, 2019), (2, 2020), (3, 2021))
     ]
@@ -191,6 +191,7 @@ def test_cli_backfill_logs_each_window_and_rejects_a_reversed_range(fake_arxiv, 
     assert result.exit_code == 0, result.output
     assert result.stdout == "backfill: 4 new, 0 updated, 0 unchanged; 2 windows fetched, 0 already done (2 requests)\n"
     assert result.stderr.splitlines() == [
+        "backfill: 2 windows planned",
         "backfill: window 2023-06-01 00:00..2023-12-31 23:59 done (1 of 2 windows, 0 papers stored)",
         "backfill: window 2024-01-01 00:00..2024-12-31 23:59 done (2 of 2 windows, 4 papers stored)",
     ]
@@ -277,3 +278,37 @@ def test_the_readme_lists_the_latest_harvest_not_a_later_backfill(fake_arxiv, cl
         section = render_section(db, zone=ZoneInfo("UTC"))
     assert "### 1. Generative model 99 for inverse materials design" in section
     assert "### 2." not in section
+
+
+def test_on_a_terminal_backfill_shows_a_progress_bar(fake_arxiv, db_path, config_path):
+    import pty
+
+    fake_arxiv.papers = six_years()
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harvest", "backfill", "--db", str(db_path), "--config", str(config_path),
+         "--since", "2019-01-01", "--until", "2020-12-31", "--api-url", fake_arxiv.url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=terminal, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"},
+    )
+    os.close(terminal)
+    stdout, _ = process.communicate(timeout=30)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert process.returncode == 0
+    assert stdout == b"backfill: 8 new, 0 updated, 0 unchanged; 2 windows fetched, 0 already done (2 requests)\n"
+    import re
+
+    frames = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame).strip() for frame in shown.decode().split("\r")]
+    assert [frame for frame in frames if frame] == [
+        "backfill  [------------------------------------]  0/2",
+        "backfill  [##################------------------]  1/2  4 papers stored",
+        "backfill  [####################################]  2/2  8 papers stored",
+    ]
