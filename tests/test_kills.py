@@ -259,6 +259,17 @@ def test_hot_journal_from_a_killed_writer_is_rolled_back_by_the_next_harvest(tmp
             f"run `ai4mat harvest --db {db_path}` to recover it\n",
         )
         assert (db_path.read_bytes(), journal.exists(), readme.read_text()) == (torn, True, "# Tracker\n")
+        # Datasette serves the file immutable, which ignores the journal: `ai4mat serve` must refuse it.
+        served = subprocess.run(
+            [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--metadata", str(REPO / "metadata.yml")],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (served.returncode, served.stderr) == (
+            1,
+            f"Error: serve: {db_path}: a write to this file was interrupted and has not been rolled back; "
+            f"run `ai4mat harvest --db {db_path}` to recover it\n",
+        )
+        assert (db_path.read_bytes(), journal.exists()) == (torn, True)
 
         again = subprocess.run(
             [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
@@ -271,3 +282,63 @@ def test_hot_journal_from_a_killed_writer_is_rolled_back_by_the_next_harvest(tmp
     assert {t: after[t] for t in PAPER_TABLES if t != "papers"} == {t: before[t] for t in PAPER_TABLES if t != "papers"}
     # Only last_run moved (to run 2): no half-written title survived.
     assert [row[:-1] for row in after["papers"]] == [row[:-1] for row in before["papers"]]
+
+
+# ------------------------------------------------------------------ kills during a backfill
+
+BACKFILL_KILLS = 10
+
+
+def backfill_papers() -> list[dict]:
+    """15 papers a year over 2005..2024: 20 yearly windows of 3 pages each."""
+    papers = []
+    for n in range(1, 301):
+        stamp = f"{2005 + (n - 1) // 15}-{1 + n % 12:02d}-{10 + n % 15:02d}T08:30:00Z"
+        papers.append(make_paper(n, published=stamp, updated=stamp))
+    return papers
+
+
+def test_sigkill_during_a_backfill_keeps_whole_windows_and_resumes(tmp_path):
+    """Each window is stored whole with its `done` row or not at all; reruns fetch only the rest."""
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=5)
+    papers = backfill_papers()
+    year_of = {p["arxiv_id"]: p["published"][:4] for p in papers}
+    rng = random.Random(SEED + 1)
+    args = [sys.executable, "-m", "harvest", "backfill", "--db", str(db_path), "--config", str(config_path),
+            "--since", "2005-01-01", "--until", "2024-12-31", "--delay", "0.01"]
+    landed, progress = 0, []
+    with FakeArxiv() as fake:
+        fake.papers = papers
+        for kill in range(BACKFILL_KILLS):
+            process = subprocess.Popen([*args, "--api-url", fake.url], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.45, 0.9))
+            process.send_signal(signal.SIGKILL)
+            landed += process.wait(timeout=60) == -signal.SIGKILL
+            copy = snapshot_copy(db_path, tmp_path / "check")
+            if copy is None or copy.stat().st_size == 0:
+                continue
+            assert integrity(copy) == ("ok", "ok"), f"backfill kill {kill}"
+            conn = sqlite3.connect(str(copy))
+            try:
+                done = {row[0][:4] for row in conn.execute("SELECT window_start FROM backfill_windows WHERE status = 'done'")}
+                stored = [row[0] for row in conn.execute("SELECT arxiv_id FROM papers")]
+            finally:
+                conn.close()
+            progress.append(len(done))
+            # Exactly the papers of the windows marked done: no window half-stored, none stored twice.
+            assert sorted(stored) == sorted(p["arxiv_id"] for p in papers if year_of[p["arxiv_id"]] in done), f"backfill kill {kill}"
+        fake.requests.clear()
+        final = subprocess.run([*args, "--api-url", fake.url], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert final.returncode == 0, final.stderr
+    assert landed >= BACKFILL_KILLS // 2
+    print(f"\n{BACKFILL_KILLS} backfill kills, {landed} landed; windows done after each: {progress}")
+    assert integrity(db_path) == ("ok", "ok")
+    conn = sqlite3.connect(str(db_path))
+    try:
+        assert conn.execute("SELECT count(*), count(DISTINCT arxiv_id) FROM papers").fetchone() == (300, 300)
+        assert conn.execute("SELECT count(*) FROM versions").fetchone() == (300,)
+        assert conn.execute("SELECT count(*) FROM backfill_windows WHERE status = 'done'").fetchone() == (20,)
+        statuses = conn.execute("SELECT status, error, count(*) FROM runs GROUP BY 1, 2 ORDER BY 1").fetchall()
+    finally:
+        conn.close()
+    assert [row[:2] for row in statuses] in ([("failed", INTERRUPTED), ("ok", None)], [("ok", None)])
