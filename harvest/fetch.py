@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -24,6 +25,10 @@ MAX_RETRY_AFTER = 300.0  # seconds; a longer Retry-After fails the run rather th
 
 # Module-level so tests can replace the wait without touching time.sleep for everyone.
 _sleep = time.sleep
+
+
+class ResponseTooSlow(requests.Timeout):
+    """The body kept trickling in past the whole-response deadline."""
 
 
 class FetchError(Exception):
@@ -54,6 +59,7 @@ class ArxivClient:
         max_retries: int = 5,
         backoff_seconds: float | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
+        response_seconds: float | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -64,6 +70,9 @@ class ArxivClient:
         # Backoff starts from the polite delay and doubles: 3, 6, 12, 24, 48 s by default.
         self.backoff_seconds = delay_seconds if backoff_seconds is None else backoff_seconds
         self.timeout = timeout
+        # The read timeout bounds each wait for bytes, not the whole body: a server trickling a
+        # byte now and then would hold a run for hours. Default: ten read timeouts (10 min).
+        self.response_seconds = 10 * timeout[1] if response_seconds is None else response_seconds
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/atom+xml"})
         self.sleep = sleep or (lambda seconds: _sleep(seconds))
@@ -81,7 +90,28 @@ class ArxivClient:
     def _get(self, params: dict) -> requests.Response:
         self.requests += 1
         try:
-            return self.session.get(self.api_url, params=params, timeout=self.timeout)
+            response = self.session.get(self.api_url, params=params, timeout=self.timeout, stream=True)
+            too_slow = threading.Event()
+
+            def cut_off() -> None:
+                too_slow.set()
+                try:
+                    response.raw.shutdown()  # wakes the read blocked in the other thread
+                except (ValueError, RuntimeError, OSError):
+                    pass  # the body was complete after all
+
+            watchdog = threading.Timer(self.response_seconds, cut_off)
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                response.content
+            except requests.RequestException:
+                if too_slow.is_set():
+                    raise ResponseTooSlow() from None
+                raise
+            finally:
+                watchdog.cancel()
+            return response
         finally:
             self._last_request_end = self.clock()
 
@@ -115,6 +145,8 @@ class ArxivClient:
         where = f"start={params.get('start', 0)}"
         try:
             response = self._get(params)
+        except ResponseTooSlow:
+            return f"arXiv API sent its answer too slowly ({where}): over {self.response_seconds:g} s", None
         except requests.Timeout:
             return f"arXiv API timed out ({where})", None
         except requests.ConnectionError as error:

@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 FAULTS = (
     "http500", "http503", "http429", "http406", "timeout", "reset", "cut", "truncated",
-    "empty", "error_feed", "html200", "slow",
+    "empty", "error_feed", "html200", "slow", "trickle",
 )
 ERROR_FEED = (FIXTURES / "atom_2026_error_incorrect_id_format_http400.xml").read_bytes()
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head><body><h1>arXiv is busy</h1><p>Please try again.</p></body></html>"
@@ -141,6 +141,7 @@ class FakeArxiv:
     style: str = "new"
     timeout_seconds: float = 3.0  # how long "timeout" stalls; longer than the client's read timeout in tests
     slow_seconds: float = 0.3
+    trickle_seconds: float = 0.05  # "trickle": the body in 256-byte pieces this far apart
     retry_after: str = "1"
     requests: list[Request] = field(default_factory=list)
     raw_pages: dict[int, bytes] = field(default_factory=dict)  # request number -> exact bytes to serve
@@ -222,6 +223,17 @@ class FakeArxiv:
             time.sleep(self.timeout_seconds)
             body, _ = self.page(params)
             return self._send(handler, 200, body)
+        if fault == "trickle":  # never idle long enough for a read timeout, never done either
+            body, _ = self.page(params)
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/atom+xml; charset=utf-8")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            for piece in range(0, len(body), 256):
+                handler.wfile.write(body[piece : piece + 256])
+                handler.wfile.flush()
+                time.sleep(self.trickle_seconds)
+            return None
         if fault == "slow":
             time.sleep(self.slow_seconds)
             body, _ = self.page(params)

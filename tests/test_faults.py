@@ -349,3 +349,30 @@ def test_polite_delay_is_kept_between_requests_on_the_wire(fake_arxiv, monkeypat
     arrivals = [request.at for request in fake_arxiv.requests]
     assert len(arrivals) == 4
     assert all(later - earlier >= 0.25 for earlier, later in zip(arrivals, arrivals[1:]))
+
+
+# ------------------------------------------------------------------ a body that trickles in
+
+
+def test_trickling_answer_is_cut_off_and_retried(fake_arxiv, after_first_run, reference):
+    """Bytes every 0.15 s never trip the 0.3 s read timeout; the whole-response deadline
+    (ten read timeouts, 3 s) does, and the retry completes the run."""
+    db_path, config_path = after_first_run
+    fake_arxiv.faults, fake_arxiv.trickle_seconds = {2: "trickle"}, 0.15
+    began = time.monotonic()
+    result = harvest_cli(fake_arxiv, db_path, config_path, timeout="0.3")
+    assert (result.exit_code, result.output) == (0, "harvest: 5 new, 5 updated, 15 unchanged (4 requests)\n")
+    assert 3.0 <= time.monotonic() - began < 5.0
+    assert asked(fake_arxiv) == [0, 10, 10, 20]
+    assert dump(db_path) == dump(reference)
+
+
+def test_trickling_answers_fail_the_fetch_with_the_cause(fake_arxiv, sleeps):
+    fake_arxiv.papers = second_papers()
+    fake_arxiv.faults = {1: "trickle", 2: "trickle"}
+    client = ArxivClient(fake_arxiv.url, delay_seconds=0, max_retries=1, timeout=(2.0, 0.5), response_seconds=0.6)
+    began = time.monotonic()
+    with pytest.raises(harvest.fetch.FetchError) as failure:
+        client.search(QUERY, page_size=PAGE)
+    assert str(failure.value) == "arXiv API sent its answer too slowly (start=0): over 0.6 s (gave up after 2 attempts)"
+    assert 1.2 <= time.monotonic() - began < 2.5
