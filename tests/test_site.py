@@ -367,3 +367,38 @@ def test_search_ranks_only_the_newest_thousand_matches(tmp_path):
     # The newest title matches rank first; the oldest are beyond the newest 1,000 matches.
     assert sorted(found[:50]) == [f"2611.{n:05d}" for n in range(1050, 1100)]
     assert min(found) >= "2611.00100"
+
+
+@pytest.mark.asyncio
+async def test_news_queries_agree_with_the_readme(tmp_path):
+    """new_today, new_this_week and feed list what the README lists: the latest daily harvest's
+    papers at their newest version; a later backfill and stale old versions are not news."""
+    from zoneinfo import ZoneInfo
+
+    from harvest.readme import render_section
+    from harvest.store import finish_run, save_papers, start_run
+
+    from .fake_arxiv import make_paper
+
+    path = tmp_path / "ai4mat.db"
+    db = open_db(path)
+
+    def run(kind, papers):
+        run_id = start_run(db, "q", kind=kind)
+        with db.atomic():
+            finish_run(db, run_id, save_papers(db, run_id, [{**p, "abs_url": None, "pdf_url": None} for p in papers]))
+
+    run("harvest", [make_paper(1, version=3, title="Third")])
+    run("harvest", [make_paper(1, version=1, title="First"), make_paper(2, version=1, title="B1"),
+                    make_paper(2, version=2, day="2026-11-21", title="B2")])
+    run("backfill", [make_paper(9, day="2001-01-01", title="Old backfilled")])
+    section = render_section(db, zone=ZoneInfo("UTC"))
+    db.close()
+    ds = datasette_for(path)
+    today = await get_rows(ds, "/ai4mat/new_today.json")
+    assert [(r["status"], r["arxiv_id"], r["version"], r["title"]) for r in today] == [("new", "2611.00002", 2, "B2")]
+    assert "## New Papers (1)\n" in section and "### 1. B2\n" in section
+    week = await get_rows(ds, "/ai4mat/new_this_week.json")
+    assert [(r["arxiv_id"], r["version"], r["run_id"]) for r in week] == [("2611.00002", 2, 2), ("2611.00001", 3, 1)]
+    feed = feedparser.parse((await ds.client.get("/ai4mat/feed.atom")).content)
+    assert [e.title for e in feed.entries] == ["B2", "Third"]
