@@ -435,3 +435,21 @@ def test_readme_with_broken_markers_is_left_alone(text, message, harvested, tmp_
     assert (result.exit_code, result.output) == (1, f"Error: {readme}: {message}\n")
     assert file_state(readme) == before
     assert directory_listing(tmp_path) == ["README.md", "config.json", "data"]
+
+
+def test_disk_full_before_a_new_dataset_gets_its_schema(fake_arxiv, tmp_path, config_file, sleeps):
+    """The schema is created in one transaction: no half-made file that later runs would refuse."""
+    with tiny_disk(tmp_path / "disk", "12k") as disk:
+        db_path = disk / "ai4mat.db"
+        fake_arxiv.papers = [make_paper(n) for n in range(1, 6)]
+        result = harvest(fake_arxiv, db_path, config_file)
+        assert (result.exit_code, result.output) == (
+            1, f"Error: harvest failed: {db_path}: cannot use this database (database or disk is full)\n"
+        )
+        assert fake_arxiv.requests == []
+        # What is left is an empty file, which the next run takes as a new dataset.
+        assert (directory_listing(disk), db_path.stat().st_size) == (["ai4mat.db"], 0)
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        result = harvest(fake_arxiv, db_path, config_file)
+        assert (result.exit_code, result.output) == (0, "harvest: 5 new, 0 updated, 0 unchanged (1 request)\n")
+        assert integrity(db_path) == ("ok", "ok")

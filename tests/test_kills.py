@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harvest.store import INTERRUPTED
 
 from .dumps import PAPER_TABLES, dump, integrity, runs
@@ -342,3 +344,33 @@ def test_sigkill_during_a_backfill_keeps_whole_windows_and_resumes(tmp_path):
     finally:
         conn.close()
     assert [row[:2] for row in statuses] in ([("failed", INTERRUPTED), ("ok", None)], [("ok", None)])
+
+
+# ------------------------------------------------------------------ Ctrl-C and a polite kill
+
+
+@pytest.mark.parametrize("sig, code, stderr", [(signal.SIGINT, 1, "\nAborted!\n"), (signal.SIGTERM, -signal.SIGTERM, "")])
+def test_interrupt_or_terminate_mid_fetch_stores_nothing_and_the_next_run_recovers(sig, code, stderr, tmp_path):
+    """Ctrl-C (click prints "Aborted!") or SIGTERM (a CI timeout) while pages are fetched: nothing
+    stored, the run left `running` is closed as interrupted by the next run, which stores all."""
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=10)
+    with FakeArxiv() as fake:
+        fake.papers = [make_paper(n) for n in range(1, 51)]
+        fake.faults, fake.slow_seconds = {n: "slow" for n in range(1, 6)}, 0.5
+        process = harvest_process(db_path, config_path, fake)
+        deadline = time.monotonic() + 20
+        while len(fake.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(sig)
+        stdout, err = process.communicate(timeout=60)
+        assert (process.returncode, stdout, err) == (code, "", stderr)
+        assert integrity(db_path) == ("ok", "ok")
+        assert current_papers(db_path) == []
+        assert [(r["id"], r["status"]) for r in runs(db_path)] == [(1, "running")]
+        fake.faults = {}
+        again = subprocess.run(
+            [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+             "--api-url", fake.url, "--delay", "0"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (again.returncode, again.stdout) == (0, "harvest: 50 new, 0 updated, 0 unchanged (5 requests)\n")
+    assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [(1, "failed", INTERRUPTED), (2, "ok", None)]
