@@ -95,6 +95,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = Tr
     """
     path = Path(path)
     _check_file(path, must_exist=not create, writable=writable)
+    db = None
     try:
         if writable:
             db = sqlite_utils.Database(path)
@@ -104,7 +105,11 @@ def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = Tr
         check_schema_version(db, path)
         if writable:
             ensure_db_shape(db)
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, StoreError) as error:
+        if db is not None:
+            db.close()  # a refused file is not left open (a long-lived caller would leak it)
+        if isinstance(error, StoreError):
+            raise
         if getattr(error, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
             # A writer died mid-transaction; only a read-write open (under our lock) rolls it back.
             raise StoreError(

@@ -67,6 +67,20 @@ def assert_refused(result, message, fake, *paths):
 # ------------------------------------------------------------------ the --db file itself
 
 
+def open_handles(path: Path) -> list[str]:
+    """This process's descriptors still open on `path` (a refused file must not be held)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return []
+    names = []
+    for fd in fds.iterdir():
+        try:
+            names.append(os.readlink(fd))
+        except OSError:
+            pass
+    return [name for name in names if name == str(path)]
+
+
 def sqlite_file(path: Path, *statements: str) -> Path:
     conn = sqlite3.connect(str(path))
     for statement in statements:
@@ -106,6 +120,7 @@ def test_bad_database_file_is_refused_and_untouched(kind, command, fake_arxiv, t
         result = invoke("readme", "--db", db_path, "--readme", tmp_path / "README.md", "--config", config_file)
     assert_refused(result, message.format(p=db_path), fake_arxiv)
     assert (file_state(db_path), directory_listing(tmp_path)) == (before, listing)
+    assert open_handles(db_path) == []
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 4096])
@@ -446,7 +461,7 @@ def test_disk_full_before_a_new_dataset_gets_its_schema(fake_arxiv, tmp_path, co
         assert (result.exit_code, result.output) == (
             1, f"Error: harvest failed: {db_path}: cannot use this database (database or disk is full)\n"
         )
-        assert fake_arxiv.requests == []
+        assert fake_arxiv.requests == [] and open_handles(db_path) == []
         # What is left is an empty file, which the next run takes as a new dataset.
         assert (directory_listing(disk), db_path.stat().st_size) == (["ai4mat.db"], 0)
         subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
