@@ -1,11 +1,13 @@
 """Crash safety and concurrency, with real `python -m harvest harvest` processes.
 
-SIGKILL lands at 30 seeded-random moments over multi-page runs (a third of them aimed at the
-store phase, after the last page is fetched). After each kill the file must pass SQLite's
-integrity check and the FTS5 integrity-check, and hold either exactly what it held before the
-killed run or everything that run was served (never a part of it). The run after the last kill
-completes and stores everything. Two harvests started together on one file: one proceeds, the
-other stops at once with a clear line, and the file is sound.
+SIGKILL lands at 30 seeded-random moments over multi-page runs that insert, update and re-index
+(a third each in start-up, fetching and the store phase). After each kill the file must pass
+SQLite's integrity check and the FTS5 integrity-check, and hold either exactly what it held
+before the killed run or everything that run was served (never a part of it). The run after
+the last kill completes and stores everything. Also: 10 kills during a backfill (whole windows
+or nothing), a writer killed with a hot journal (readme and serve refuse the torn file, the
+next harvest rolls it back), Ctrl-C and SIGTERM mid-fetch, and two harvests started together on
+one file (one proceeds, the other stops at once with a clear line; the file is sound).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def test_sigkill_at_30_random_moments_loses_and_corrupts_nothing(tmp_path):
     db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path)
     rng = random.Random(SEED)
     with FakeArxiv() as fake:
-        # Calibrate on a scratch file: when does the last page arrive, when does a run end?
+        # Calibrate on a scratch file: how long start-up, each page and the store phase take.
         fake.papers = served(KILLS // 2)
         scratch_db = tmp_path / "calibration.db"
         for _ in range(2):
@@ -98,29 +100,42 @@ def test_sigkill_at_30_random_moments_loses_and_corrupts_nothing(tmp_path):
             assert process.wait(timeout=60) == 0, process.stderr.read()
             process.stdout.close(), process.stderr.close()
             ended = time.monotonic() - began
-            last_page = fake.requests[-1].at - began
-        moments = [rng.uniform(0, ended * 1.05) for _ in range(KILLS - KILLS // 3)]
-        moments += [rng.uniform(last_page, ended) for _ in range(KILLS // 3)]
-        rng.shuffle(moments)
+            first_page, last_page = fake.requests[0].at - began, fake.requests[-1].at - began
+        page_gap = (last_page - first_page) / (len(fake.requests) - 1)
+        # A third of the kills in each phase: start-up (imports, opening the file), fetching
+        # (after a random page), storing (after the last page: parse, one transaction, commit).
+        # Moments are counted from what the run has done, so they land however loaded the machine is.
+        plans = [("start-up", None, rng.uniform(0, first_page)) for _ in range(KILLS // 3)]
+        plans += [("fetch", rng.random(), rng.uniform(0, page_gap)) for _ in range(KILLS // 3)]
+        plans += [("store", 1.0, rng.uniform(0, ended - last_page)) for _ in range(KILLS - 2 * (KILLS // 3))]
+        rng.shuffle(plans)
 
         outcomes = {"before its run began": 0, "mid-run, nothing stored": 0, "after commit": 0, "finished first": 0}
         hot_journals = 0
-        for kill, moment in enumerate(moments):
+        for kill, (phase, after_page, moment) in enumerate(plans):
             fake.papers = served(kill)
             before = current_papers(db_path) if db_path.exists() and db_path.stat().st_size else []
             runs_before = len(runs(db_path)) if before else None
+            asked_before = len(fake.requests)
+            pages = -(-len(fake.papers) // 50)
             process = harvest_process(db_path, config_path, fake)
-            time.sleep(max(0.0, moment - 0.002))
+            if after_page is not None:
+                target = asked_before + max(1, round(after_page * pages))
+                deadline = time.monotonic() + 30
+                while len(fake.requests) < target and process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            time.sleep(moment)
             process.send_signal(signal.SIGKILL)
             code = process.wait(timeout=60)
             process.stdout.close(), process.stderr.close()
+            moment = f"{phase} +{moment:.3f} s"
 
             copy = snapshot_copy(db_path, tmp_path / "check")
             if copy is None or copy.stat().st_size == 0:
                 outcomes["before its run began"] += 1  # the first run died before SQLite wrote a page
                 continue
             hot_journals += Path(f"{copy}-journal").exists()
-            assert integrity(copy) == ("ok", "ok"), f"kill {kill} at {moment:.3f} s"
+            assert integrity(copy) == ("ok", "ok"), f"kill {kill}: {moment}"
             papers_now = current_papers(copy)
             recorded = runs(copy)
             statuses = [run["status"] for run in recorded]
@@ -129,7 +144,7 @@ def test_sigkill_at_30_random_moments_loses_and_corrupts_nothing(tmp_path):
                 outcomes["before its run began" if len(recorded) == (runs_before or 0) else "mid-run, nothing stored"] += 1
             else:
                 # The only other state allowed: the killed run's whole set is stored and recorded ok.
-                assert papers_now == expected_papers(fake.papers), f"kill {kill} at {moment:.3f} s left a partial run"
+                assert papers_now == expected_papers(fake.papers), f"kill {kill}: {moment} left a partial run"
                 assert recorded[-1]["status"] == "ok" and recorded[-1]["fetched"] == len(fake.papers)
                 outcomes["finished first" if code == 0 else "after commit"] += 1
 
@@ -160,7 +175,7 @@ def test_sigkill_at_30_random_moments_loses_and_corrupts_nothing(tmp_path):
         conn.close()
     assert not Path(f"{db_path}-journal").exists()
     landed = KILLS - outcomes["finished first"]
-    assert landed >= 20, outcomes
+    assert landed >= KILLS - 5, outcomes
     print(f"\n{KILLS} kills: {outcomes}; {hot_journals} left a hot journal")
 
 
@@ -312,8 +327,14 @@ def test_sigkill_during_a_backfill_keeps_whole_windows_and_resumes(tmp_path):
     with FakeArxiv() as fake:
         fake.papers = papers
         for kill in range(BACKFILL_KILLS):
+            # Kill after a random number of further requests (plus up to 30 ms), so the kills land
+            # mid-backfill however fast or loaded the machine is.
+            target = len(fake.requests) + rng.randint(1, 8)
             process = subprocess.Popen([*args, "--api-url", fake.url], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.45, 0.9))
+            deadline = time.monotonic() + 30
+            while len(fake.requests) < target and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.03))
             process.send_signal(signal.SIGKILL)
             landed += process.wait(timeout=60) == -signal.SIGKILL
             copy = snapshot_copy(db_path, tmp_path / "check")
@@ -332,7 +353,7 @@ def test_sigkill_during_a_backfill_keeps_whole_windows_and_resumes(tmp_path):
         fake.requests.clear()
         final = subprocess.run([*args, "--api-url", fake.url], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
-    assert landed >= BACKFILL_KILLS // 2
+    assert landed >= BACKFILL_KILLS - 2
     print(f"\n{BACKFILL_KILLS} backfill kills, {landed} landed; windows done after each: {progress}")
     assert integrity(db_path) == ("ok", "ok")
     conn = sqlite3.connect(str(db_path))
