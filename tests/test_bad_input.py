@@ -107,7 +107,7 @@ BAD_DATABASES = {
 
 
 @pytest.mark.parametrize("kind", BAD_DATABASES)
-@pytest.mark.parametrize("command", ["harvest", "readme"])
+@pytest.mark.parametrize("command", ["harvest", "backfill", "readme"])
 def test_bad_database_file_is_refused_and_untouched(kind, command, fake_arxiv, tmp_path, config_file):
     make, message = BAD_DATABASES[kind]
     db_path = tmp_path / "ai4mat.db"
@@ -116,6 +116,10 @@ def test_bad_database_file_is_refused_and_untouched(kind, command, fake_arxiv, t
     if command == "harvest":
         result = harvest(fake_arxiv, db_path, config_file)
         message = "harvest failed: " + message
+    elif command == "backfill":
+        result = invoke("backfill", "--db", db_path, "--config", config_file, "--api-url", fake_arxiv.url,
+                        "--delay", "0", "--since", "2026-01-01", "--until", "2026-01-31")
+        message = "backfill failed: " + message
     else:
         result = invoke("readme", "--db", db_path, "--readme", tmp_path / "README.md", "--config", config_file)
     assert_refused(result, message.format(p=db_path), fake_arxiv)

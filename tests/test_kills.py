@@ -395,3 +395,30 @@ def test_interrupt_or_terminate_mid_fetch_stores_nothing_and_the_next_run_recove
         )
         assert (again.returncode, again.stdout) == (0, "harvest: 50 new, 0 updated, 0 unchanged (5 requests)\n")
     assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [(1, "failed", INTERRUPTED), (2, "ok", None)]
+
+
+def test_harvest_during_a_backfill_is_refused_and_neither_is_harmed(tmp_path):
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=5)
+    with FakeArxiv() as fake:
+        fake.papers = backfill_papers()[:60]  # 2005..2008
+        fake.faults, fake.slow_seconds = {1: "slow"}, 1.0
+        backfill = subprocess.Popen(
+            [sys.executable, "-m", "harvest", "backfill", "--db", str(db_path), "--config", str(config_path),
+             "--since", "2005-01-01", "--until", "2008-12-31", "--delay", "0", "--api-url", fake.url],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        deadline = time.monotonic() + 20
+        while not fake.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        harvest = subprocess.run(
+            [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+             "--api-url", fake.url, "--delay", "0"], cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        assert (harvest.returncode, harvest.stdout, harvest.stderr) == (
+            1, "", f"Error: harvest failed: {db_path}: another ai4mat run is writing to this file; wait for it to finish\n"
+        )
+        stdout, _ = backfill.communicate(timeout=60)
+        assert backfill.returncode == 0, stdout
+    assert integrity(db_path) == ("ok", "ok")
+    assert [(r["kind"], r["status"]) for r in runs(db_path)] == [("backfill", "ok")]
+    assert len(current_papers(db_path)) == 60
