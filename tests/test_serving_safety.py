@@ -76,22 +76,9 @@ def site(tmp_path_factory):
     assert result.exit_code == 0, result.output
     before = file_state(db_path), directory_listing(folder)
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    process = start_server(db_path, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if get(base + "/-/versions.json", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "datasette did not start"
-            time.sleep(0.1)
-        yield base, db_path, before
+        yield f"http://127.0.0.1:{port}", db_path, before
     finally:
         process.terminate()
         try:
@@ -142,6 +129,54 @@ def test_instance_is_read_only(site):
             assert get(base + path, method=method) == (405, b"Method not allowed: this dataset is read-only\n"), (method, path)
     assert not Path("/tmp/elsewhere.db").exists() and not Path("/tmp/copy.db").exists()
     assert (file_state(db_path), directory_listing(db_path.parent)) == before
+
+
+def start_server(db_path: Path, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--port", str(port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if get(f"http://127.0.0.1:{port}/-/versions.json", timeout=2)[0] == 200:
+                return process
+        except OSError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "datasette did not start"
+        time.sleep(0.1)
+
+
+def test_serves_from_a_read_only_mount_with_the_file_open_read_only(site, tmp_path):
+    """Datasette opens an immutable file read-write at the OS level (SQLite's immutable=1 only
+    promises not to write). On a read-only mount SQLite falls back to a read-only descriptor, and
+    the site works the same: a deployment can make read-only a fact of the kernel."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("a read-only bind mount needs root and mount(8)")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    shutil.copy(site[1], folder / "ai4mat.db")
+    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"bind mounts are not permitted here ({done.stderr.strip()})")
+    process = None
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        port = free_port()
+        process = start_server(folder / "ai4mat.db", port)
+        status, body = get(f"http://127.0.0.1:{port}/ai4mat/papers.json?_shape=array&_size=20")
+        assert (status, len(json.loads(body))) == (200, 12)
+        modes = set()
+        for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+            if os.readlink(fd) == str(folder / "ai4mat.db"):
+                flags = int(Path(f"/proc/{process.pid}/fdinfo/{fd.name}").read_text().split("flags:")[1].split()[0], 8)
+                modes.add(flags & os.O_ACCMODE)
+        assert modes == {os.O_RDONLY}
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 # ------------------------------------------------------------------ time limit and load
