@@ -206,7 +206,7 @@ def test_expensive_query_is_cut_off_while_others_are_answered(site):
     assert b"SQL query took too long. The time limit is controlled by the" in outcome["body"]
     assert 2.9 <= outcome["seconds"] < 6  # sql_time_limit_ms is 3000
     assert len(quick) >= 3 and all(q[:2] == (200, 3) for q in quick)
-    assert max(q[2] for q in quick) < 1.5, quick
+    assert max(q[2] for q in quick) < 2.0, quick  # queued behind the expensive one, they would take 3 s
     assert get(base + "/ai4mat/runs.json?_shape=array")[0] == 200
 
 
