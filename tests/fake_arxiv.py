@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 FAULTS = (
     "http500", "http503", "http429", "http406", "timeout", "reset", "cut", "truncated",
-    "empty", "error_feed", "html200", "slow", "trickle",
+    "empty", "error_feed", "html200", "slow", "trickle", "hold",
 )
 ERROR_FEED = (FIXTURES / "atom_2026_error_incorrect_id_format_http400.xml").read_bytes()
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head><body><h1>arXiv is busy</h1><p>Please try again.</p></body></html>"
@@ -142,6 +142,7 @@ class FakeArxiv:
     timeout_seconds: float = 3.0  # how long "timeout" stalls; longer than the client's read timeout in tests
     slow_seconds: float = 0.3
     trickle_seconds: float = 0.05  # "trickle": the body in 256-byte pieces this far apart
+    release: threading.Event = field(default_factory=threading.Event)  # "hold": answer once set (30 s at most)
     retry_after: str = "1"
     requests: list[Request] = field(default_factory=list)
     raw_pages: dict[int, bytes] = field(default_factory=dict)  # request number -> exact bytes to serve
@@ -221,6 +222,10 @@ class FakeArxiv:
             return self._send(handler, int(fault[4:]), b"<html><body>error</body></html>", "text/html", headers)
         if fault == "timeout":
             time.sleep(self.timeout_seconds)
+            body, _ = self.page(params)
+            return self._send(handler, 200, body)
+        if fault == "hold":  # keep the client waiting until the test says so
+            self.release.wait(30)
             body, _ = self.page(params)
             return self._send(handler, 200, body)
         if fault == "trickle":  # never idle long enough for a read timeout, never done either

@@ -186,9 +186,12 @@ def test_two_harvests_at_once_one_proceeds_one_refuses(tmp_path):
     db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=10)
     with FakeArxiv() as fake:
         fake.papers = [make_paper(n) for n in range(1, 31)]
-        fake.faults = {n: "slow" for n in range(1, 10)}
-        fake.slow_seconds = 0.3
+        fake.faults = {1: "hold"}  # the winner's first page waits until the loser has given up
         first, second = harvest_process(db_path, config_path, fake), harvest_process(db_path, config_path, fake)
+        deadline = time.monotonic() + 30
+        while first.poll() is None and second.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.release.set()
         results = sorted((p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in (first, second))
         for process in (first, second):
             process.stdout.close(), process.stderr.close()
@@ -207,8 +210,7 @@ def test_harvest_refused_while_another_writes_then_proceeds(tmp_path):
     db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=10)
     with FakeArxiv() as fake:
         fake.papers = [make_paper(n) for n in range(1, 31)]
-        fake.faults = {1: "slow"}
-        fake.slow_seconds = 1.5
+        fake.faults = {1: "hold"}
         writer = harvest_process(db_path, config_path, fake)
         deadline = time.monotonic() + 10
         while not fake.requests and time.monotonic() < deadline:
@@ -222,6 +224,7 @@ def test_harvest_refused_while_another_writes_then_proceeds(tmp_path):
         assert (refused.returncode, refused.stderr) == (
             1, f"Error: harvest failed: {db_path}: another ai4mat run is writing to this file; wait for it to finish\n"
         )
+        fake.release.set()
         assert writer.wait(timeout=60) == 0
         writer.stdout.close(), writer.stderr.close()
         assert before["papers"] == []
@@ -401,7 +404,7 @@ def test_harvest_during_a_backfill_is_refused_and_neither_is_harmed(tmp_path):
     db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=5)
     with FakeArxiv() as fake:
         fake.papers = backfill_papers()[:60]  # 2005..2008
-        fake.faults, fake.slow_seconds = {1: "slow"}, 1.0
+        fake.faults = {1: "hold"}
         backfill = subprocess.Popen(
             [sys.executable, "-m", "harvest", "backfill", "--db", str(db_path), "--config", str(config_path),
              "--since", "2005-01-01", "--until", "2008-12-31", "--delay", "0", "--api-url", fake.url],
@@ -417,6 +420,7 @@ def test_harvest_during_a_backfill_is_refused_and_neither_is_harmed(tmp_path):
         assert (harvest.returncode, harvest.stdout, harvest.stderr) == (
             1, "", f"Error: harvest failed: {db_path}: another ai4mat run is writing to this file; wait for it to finish\n"
         )
+        fake.release.set()
         stdout, _ = backfill.communicate(timeout=60)
         assert backfill.returncode == 0, stdout
     assert integrity(db_path) == ("ok", "ok")
