@@ -23,6 +23,20 @@ ID_RE = re.compile(
 # C0 controls XML 1.0 forbids. One of them in one abstract would make the whole page "not
 # well-formed" on every retry and every run; in UTF-8 these bytes occur only as themselves.
 XML_ILLEGAL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# The same characters, and surrogates (which crash feedparser), written as references: &#1; &#xD800;
+CHAR_REF = re.compile(rb"&#(x[0-9a-fA-F]+|[0-9]+);")
+
+
+def _xml_char(code: int) -> bool:
+    return code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
+
+
+def _drop_forbidden_ref(match: re.Match) -> bytes:
+    number = match.group(1).lstrip(b"x0") or b"0"
+    if len(number) > 8:  # beyond Unicode (and too long for int() to read safely)
+        return b""
+    code = int(number, 16) if match.group(1).startswith(b"x") else int(number)
+    return match.group(0) if _xml_char(code) else b""
 
 
 class ParseError(Exception):
@@ -114,7 +128,11 @@ def parse_feed(body: bytes) -> Feed:
     its reason recorded in `skipped`. Raises ArxivAPIError for arXiv's error feed and ParseError
     for anything that is not a complete arXiv Atom feed.
     """
-    parsed = feedparser.parse(XML_ILLEGAL_BYTES.sub(b"", body))
+    body = CHAR_REF.sub(_drop_forbidden_ref, XML_ILLEGAL_BYTES.sub(b"", body))
+    try:
+        parsed = feedparser.parse(body)
+    except Exception as error:  # untrusted bytes: whatever feedparser trips on is a bad response
+        raise ParseError(f"response could not be parsed ({type(error).__name__}: {error})") from None
     if parsed.get("bozo") and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException):
         raise ParseError(f"response is not well-formed XML ({parsed.bozo_exception})")
     for entry in parsed.entries:

@@ -14,6 +14,7 @@ paper and no HTML but the two markers. Datasette and browser checks are in test_
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from click.testing import CliRunner
 from markdown_it import MarkdownIt
 
 from harvest.cli import cli
+from harvest.parse import ArxivAPIError, ParseError, parse_feed
 from harvest.readme import END_MARKER, START_MARKER
 
 from .dumps import integrity
-from .fake_arxiv import FakeArxiv, make_paper
+from .fake_arxiv import FakeArxiv, make_paper, render_feed
 from .hostile_data import HOSTILE, HUGE, hostile_papers
 
 def stored_form(paper: dict, overrides: dict) -> dict:
@@ -122,3 +124,47 @@ def test_control_character_in_one_abstract_does_not_block_the_harvest(fake_arxiv
     )
     assert (result.exit_code, result.output) == (0, "harvest: 2 new, 0 updated, 0 unchanged (1 request)\n")
     assert query(tmp_path / "ai4mat.db", "SELECT summary FROM papers WHERE arxiv_id = '2611.00001'") == [("Escape [31m red and bell .",)]
+
+
+def test_references_to_forbidden_characters_do_not_block_the_harvest(fake_arxiv, tmp_path, sleeps):
+    """`&#xD800;` made feedparser raise UnicodeEncodeError: a traceback, the run left `running`."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"query": "q", "delay_seconds": 0}))
+    page = render_feed([make_paper(1, summary="SUMMARY"), make_paper(2)], total=2, start=0)
+    fake_arxiv.raw_pages = {1: page.replace(b"SUMMARY", b"a&#xD800;b&#55296;c&#1;d&#x1b;e&#xFFFE;f&#99999999999;g&#x1F600;&#9;&#60;")}
+    result = CliRunner().invoke(
+        cli, ["harvest", "--db", str(tmp_path / "ai4mat.db"), "--config", str(config), "--api-url", fake_arxiv.url],
+        catch_exceptions=False,
+    )
+    assert (result.exit_code, result.output) == (0, "harvest: 2 new, 0 updated, 0 unchanged (1 request)\n")
+    assert query(tmp_path / "ai4mat.db", "SELECT summary FROM papers WHERE arxiv_id = '2611.00001'") == [("abcdefg😀\t<",)]
+
+
+# An entry whose <updated> was mangled away gets feedparser's published-date fallback, with a warning.
+@pytest.mark.filterwarnings("ignore:To avoid breaking existing software:DeprecationWarning")
+def test_parser_answers_any_mangled_page_with_papers_or_a_parse_error():
+    """300 seeded mutations of a real page (cuts, flipped and inserted bytes, hostile
+    references): parse_feed returns a Feed or raises ParseError / ArxivAPIError, nothing else."""
+    rng = random.Random(20261122)
+    page = render_feed([make_paper(n, **fields) for n, (fields, _) in enumerate(list(HOSTILE.values())[:4], 1)], total=4, start=0)
+    inserts = [b"&#xD800;", b"&#1;", b"\x00", b"\xff\xfe", b"<![CDATA[", b"]]>", b"<!DOCTYPE x [<!ENTITY a 'b'>]>", b"&a;", b"</entry>", b"<entry>", b"\xc3"]
+    outcomes = {"feed": 0, "parse error": 0, "arxiv error": 0}
+    for _ in range(300):
+        body = bytearray(page)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(body))
+            action = rng.random()
+            if action < 0.3:
+                body[at] = rng.randrange(256)
+            elif action < 0.7:
+                body[at:at] = rng.choice(inserts)
+            else:
+                del body[at : at + rng.randint(1, 200)]
+        try:
+            parse_feed(bytes(body))
+            outcomes["feed"] += 1
+        except ParseError:
+            outcomes["parse error"] += 1
+        except ArxivAPIError:
+            outcomes["arxiv error"] += 1
+    assert sum(outcomes.values()) == 300 and outcomes["feed"] > 0 and outcomes["parse error"] > 0, outcomes
