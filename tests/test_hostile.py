@@ -168,3 +168,25 @@ def test_parser_answers_any_mangled_page_with_papers_or_a_parse_error():
         except ArxivAPIError:
             outcomes["arxiv error"] += 1
     assert sum(outcomes.values()) == 300 and outcomes["feed"] > 0 and outcomes["parse error"] > 0, outcomes
+
+
+def with_doctype(doctype: bytes, summary: bytes) -> bytes:
+    page = render_feed([make_paper(1, summary="SUMMARY")], total=1, start=0)
+    declaration = b"<?xml version='1.0' encoding='UTF-8'?>"
+    return page.replace(declaration, declaration + doctype).replace(b"SUMMARY", summary)
+
+
+def test_external_entity_is_not_read():
+    """XXE: a feed naming a local file as an entity gets the entity dropped, never the file."""
+    feed = parse_feed(with_doctype(b"<!DOCTYPE feed [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>", b"a&xxe;b"))
+    assert [paper["summary"] for paper in feed.papers] == ["ab"]
+
+
+def test_entity_expansion_bomb_is_refused():
+    """Billion laughs: expat's amplification limit stops it; the page is a ParseError (retried)."""
+    names = b"abcdefgh"  # each entity is ten of the one before: &h; is 10^8 letters
+    entities = b"<!ENTITY a 'aaaaaaaaaa'>" + b"".join(
+        b"<!ENTITY %c '%s'>" % (names[i], b"&%c;" % names[i - 1] * 10) for i in range(1, len(names))
+    )
+    with pytest.raises(ParseError, match=r"limit on input amplification factor"):
+        parse_feed(with_doctype(b"<!DOCTYPE feed [" + entities + b"]>", b"&h;"))
