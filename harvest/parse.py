@@ -39,6 +39,12 @@ def _drop_forbidden_ref(match: re.Match) -> bytes:
     return match.group(0) if _xml_char(code) else b""
 
 
+# arXiv papers reach a few dozen versions; SQLite integers end at 2**63. A larger number is
+# not an arXiv id, and stored it would fail the whole run.
+MAX_VERSION = 10_000
+MAX_TOTAL_RESULTS = 2**31
+
+
 class ParseError(Exception):
     """The body is not a usable arXiv Atom feed (truncated, HTML, not XML)."""
 
@@ -91,6 +97,8 @@ def _paper(entry) -> dict:
             raise ValueError(f"entry id {entry.id!r} and abs link {abs_url!r} disagree")
     if version is None:
         raise ValueError(f"no version in entry id {entry.id!r} nor in its abs link")
+    if not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"implausible version {version} in entry id {entry.id!r}")
     categories = [tag["term"] for tag in entry.get("tags", []) if tag.get("term")]
     primary = entry.get("arxiv_primary_category", {}).get("term") or (categories[0] if categories else None)
     title = entry.get("title")
@@ -121,6 +129,14 @@ def _is_error_entry(entry) -> bool:
     )
 
 
+def _count(text) -> int | None:
+    """A plausible count from the feed header (ASCII digits only: "²".isdigit() is True too)."""
+    text = str(text or "").strip()
+    if not re.fullmatch(r"[0-9]{1,10}", text) or int(text) > MAX_TOTAL_RESULTS:
+        return None
+    return int(text)
+
+
 def parse_feed(body: bytes) -> Feed:
     """Parse one API response.
 
@@ -138,11 +154,10 @@ def parse_feed(body: bytes) -> Feed:
     for entry in parsed.entries:
         if _is_error_entry(entry):
             raise ArxivAPIError(" ".join(entry.get("summary", "unknown error").split()))
-    total = parsed.feed.get("opensearch_totalresults")
-    if total is None or not str(total).strip().isdigit():
+    total = _count(parsed.feed.get("opensearch_totalresults"))
+    if total is None:
         raise ParseError("response is not an arXiv API feed (no opensearch:totalResults)")
-    start = parsed.feed.get("opensearch_startindex", "0")
-    feed = Feed(total_results=int(total), start_index=int(start) if str(start).isdigit() else 0)
+    feed = Feed(total_results=total, start_index=_count(parsed.feed.get("opensearch_startindex")) or 0)
     for entry in parsed.entries:
         try:
             feed.papers.append(_paper(entry))

@@ -78,6 +78,10 @@ def run_harvest(
     except (FetchError, ArxivAPIError) as error:
         fail_run(db, run_id, str(error), requests=client.requests)
         raise RunFailed(run_id, str(error)) from None
+    except Exception as error:
+        # A bug, not arXiv: record the run as failed rather than leave it `running`, and let it show.
+        fail_run(db, run_id, f"unexpected {type(error).__name__}: {error}", requests=client.requests)
+        raise
     try:
         with db.atomic():
             counts = save_papers(db, run_id, result.papers)
@@ -92,6 +96,10 @@ def run_harvest(
         except sqlite3.Error:
             log.warning("could not record the failure of run %s either", run_id)
         raise RunFailed(run_id, message) from None
+    except Exception as error:
+        # Rolled back by db.atomic(); as above, a bug is recorded and shown.
+        fail_run(db, run_id, f"unexpected {type(error).__name__}: {error}", requests=client.requests)
+        raise
     return RunReport(
         run_id=run_id, counts=counts, requests=client.requests, skipped=len(result.skipped),
         total_results=result.total_results, scanned=len(result.papers) + len(result.skipped),

@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 import harvest.fetch
+import harvest.runner
 from harvest import __version__
 from harvest.cli import cli
 from harvest.fetch import ArxivClient
@@ -379,3 +380,19 @@ def test_trickling_answers_fail_the_fetch_with_the_cause(fake_arxiv, sleeps):
         client.search(QUERY, page_size=PAGE)
     assert str(failure.value) == "arXiv API sent its answer too slowly (start=0): over 0.6 s (gave up after 2 attempts)"
     assert 1.2 <= time.monotonic() - began < 3.6  # each whole trickled body takes 1.8 s
+
+
+def test_a_bug_while_storing_is_recorded_not_left_running(fake_arxiv, after_first_run, monkeypatch):
+    """Anything but an SQLite error while storing is a bug: it shows with its traceback, the
+    transaction is rolled back, and the run is `failed` with the error (not left `running`)."""
+    db_path, config_path = after_first_run
+    before = dump(db_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(harvest.runner, "save_papers", broken)
+    with pytest.raises(RuntimeError, match="^boom$"):
+        harvest_cli(fake_arxiv, db_path, config_path)
+    assert dump(db_path) == before
+    assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [(1, "ok", None), (2, "failed", "unexpected RuntimeError: boom")]

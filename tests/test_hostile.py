@@ -190,3 +190,25 @@ def test_entity_expansion_bomb_is_refused():
     )
     with pytest.raises(ParseError, match=r"limit on input amplification factor"):
         parse_feed(with_doctype(b"<!DOCTYPE feed [" + entities + b"]>", b"&h;"))
+
+
+def test_implausible_numbers_cannot_crash_the_store(fake_arxiv, tmp_path, sleeps):
+    """A version past SQLite's integers raised OverflowError in the store: a traceback and the
+    run left `running`, on every run. Now the entry is skipped as unreadable."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"query": "q", "delay_seconds": 0}))
+    fake_arxiv.papers = [make_paper(1, version=99999999999999999999), make_paper(2, version=0), make_paper(3)]
+    result = CliRunner().invoke(
+        cli, ["harvest", "--db", str(tmp_path / "ai4mat.db"), "--config", str(config), "--api-url", fake_arxiv.url],
+        catch_exceptions=False,
+    )
+    assert (result.exit_code, result.output) == (0, "harvest: 1 new, 0 updated, 0 unchanged (1 request); 2 unreadable entries skipped\n")
+    assert query(tmp_path / "ai4mat.db", "SELECT arxiv_id, version FROM papers") == [("2611.00003", 1)]
+    assert query(tmp_path / "ai4mat.db", "SELECT status, skipped FROM runs") == [("ok", 2)]
+
+
+@pytest.mark.parametrize("total", ["²", "١٢", "99999999999", "-5", "1e3", ""])
+def test_implausible_total_results_is_an_unreadable_page(total):
+    page = render_feed([make_paper(1)], total=1, start=0).replace(b"<opensearch:totalResults>1<", f"<opensearch:totalResults>{total}<".encode())
+    with pytest.raises(ParseError, match=r"^response is not an arXiv API feed \(no opensearch:totalResults\)$"):
+        parse_feed(page)
