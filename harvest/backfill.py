@@ -85,14 +85,18 @@ class BackfillReport:
     requests: int
     windows_fetched: int = 0
     windows_skipped: int = 0
+    unreadable: int = 0  # entries the parser could not read, left out
     failures: list[tuple[Window, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        line = (
             f"backfill: {self.counts.new} new, {self.counts.updated} updated, {self.counts.unchanged} unchanged; "
             f"{self.windows_fetched} window{'s' if self.windows_fetched != 1 else ''} fetched, "
             f"{self.windows_skipped} already done ({self.requests} request{'s' if self.requests != 1 else ''})"
         )
+        if self.unreadable:
+            line += f"; {self.unreadable} unreadable entr{'ies' if self.unreadable != 1 else 'y'} skipped"
+        return line
 
 
 class BackfillFailed(Exception):
@@ -190,6 +194,7 @@ def run_backfill(
                 continue
             requests_at_start = client.requests
             papers: list[dict] = []
+            unreadable = 0
             try:
                 window_total = None
                 for feed in client.iter_pages(
@@ -201,6 +206,7 @@ def run_backfill(
                         if window_total > query_limit:
                             break
                     papers.extend(feed.papers)
+                    unreadable += len(feed.skipped)
             except (FetchError, ArxivAPIError) as error:
                 failed_in_a_row += 1
                 report.failures.append((window, str(error)))
@@ -231,9 +237,11 @@ def run_backfill(
                 for name in ("fetched", "new", "updated", "refreshed"):
                     setattr(report.counts, name, getattr(report.counts, name) + getattr(counts, name))
                 total_results += window_total
+                report.unreadable += unreadable
+                # A window with unreadable entries is still done: arXiv would serve them the same way again.
                 _record_window(
                     db, query, window, run_id, "done", total_results=window_total, papers=counts.fetched,
-                    requests=client.requests - requests_at_start,
+                    skipped=unreadable, requests=client.requests - requests_at_start,
                 )
                 db["runs"].update(
                     run_id,
@@ -241,6 +249,7 @@ def run_backfill(
                         "fetched": report.counts.fetched, "new": report.counts.new,
                         "updated": report.counts.updated, "refreshed": report.counts.refreshed,
                         "requests": client.requests - requests_before, "total_results": total_results,
+                        "skipped": report.unreadable,
                     },
                 )
             report.windows_fetched += 1
@@ -259,7 +268,7 @@ def run_backfill(
         )
         fail_run(db, run_id, message, requests=report.requests)
         raise BackfillFailed(report, message)
-    finish_run(db, run_id, report.counts, requests=report.requests, total_results=total_results)
+    finish_run(db, run_id, report.counts, requests=report.requests, total_results=total_results, skipped=report.unreadable)
     return report
 
 

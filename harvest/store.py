@@ -208,7 +208,7 @@ def _create_backfill_windows(db: sqlite_utils.Database) -> None:
     db["backfill_windows"].create(
         {
             "query": str, "window_start": str, "window_end": str, "status": str,
-            "total_results": int, "papers": int, "requests": int, "run_id": int,
+            "total_results": int, "papers": int, "skipped": int, "requests": int, "run_id": int,
             "finished_at": str, "error": str,
         },
         pk=("query", "window_start", "window_end"),

@@ -312,3 +312,16 @@ def test_on_a_terminal_backfill_shows_a_progress_bar(fake_arxiv, db_path, config
         "backfill  [##################------------------]  1/2  4 papers stored",
         "backfill  [####################################]  2/2  8 papers stored",
     ]
+
+
+def test_unreadable_entries_are_counted_and_their_window_is_done(fake_arxiv, client_for, db_path):
+    fake_arxiv.papers = six_years()[:4] + [paper_at(5, "2019-05-10T12:00:00Z") | {"entry_id": "http://arxiv.org/abs/garbage"}]
+    with writing(db_path) as db:
+        report = run_backfill(db, client_for(fake_arxiv, delay_seconds=0), QUERY, since=datetime.date(2019, 1, 1), until=datetime.date(2019, 12, 31))
+    assert report.summary() == (
+        "backfill: 4 new, 0 updated, 0 unchanged; 1 window fetched, 0 already done (1 request); 1 unreadable entry skipped"
+    )
+    assert rows(db_path, "select status, total_results, papers, skipped from backfill_windows") == [
+        {"status": "done", "total_results": 5, "papers": 4, "skipped": 1}
+    ]
+    assert rows(db_path, "select status, fetched, skipped from runs") == [{"status": "ok", "fetched": 4, "skipped": 1}]
