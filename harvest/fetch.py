@@ -21,6 +21,8 @@ PAGE_SIZE = 2000  # arXiv's maximum per request
 QUERY_LIMIT = 30_000  # arXiv refuses start + max_results beyond this for one query
 RETRY_STATUSES = {406, 429} | set(range(500, 600))
 MAX_RETRY_AFTER = 300.0  # seconds; a longer Retry-After fails the run rather than hang the job
+# A full 2000-entry page is about 5 MB. Far more is not arXiv (a gzip bomb decompresses to GBs).
+MAX_RESPONSE_BYTES = 64 * 2**20
 
 
 # Module-level so tests can replace the wait without touching time.sleep for everyone.
@@ -29,6 +31,10 @@ _sleep = time.sleep
 
 class ResponseTooSlow(requests.Timeout):
     """The body kept trickling in past the whole-response deadline."""
+
+
+class ResponseTooLarge(requests.RequestException):
+    """The body, decompressed, passed the size limit."""
 
 
 class FetchError(Exception):
@@ -60,6 +66,7 @@ class ArxivClient:
         backoff_seconds: float | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         response_seconds: float | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -73,6 +80,7 @@ class ArxivClient:
         # The read timeout bounds each wait for bytes, not the whole body: a server trickling a
         # byte now and then would hold a run for hours. Default: ten read timeouts (10 min).
         self.response_seconds = 10 * timeout[1] if response_seconds is None else response_seconds
+        self.max_response_bytes = max_response_bytes
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/atom+xml"})
         self.sleep = sleep or (lambda seconds: _sleep(seconds))
@@ -87,7 +95,8 @@ class ArxivClient:
         if wait > 0:
             self.sleep(wait)
 
-    def _get(self, params: dict) -> requests.Response:
+    def _get(self, params: dict) -> tuple[requests.Response, bytes]:
+        """The response and its whole body, within the deadline and the size limit."""
         self.requests += 1
         try:
             response = self.session.get(self.api_url, params=params, timeout=self.timeout, stream=True)
@@ -103,15 +112,20 @@ class ArxivClient:
             watchdog = threading.Timer(self.response_seconds, cut_off)
             watchdog.daemon = True
             watchdog.start()
+            body = bytearray()
             try:
-                response.content
+                for chunk in response.iter_content(2**16):
+                    body += chunk
+                    if len(body) > self.max_response_bytes:
+                        response.close()
+                        raise ResponseTooLarge()
             except requests.RequestException:
                 if too_slow.is_set():
                     raise ResponseTooSlow() from None
                 raise
             finally:
                 watchdog.cancel()
-            return response
+            return response, bytes(body)
         finally:
             self._last_request_end = self.clock()
 
@@ -144,7 +158,9 @@ class ArxivClient:
         """One attempt: the parsed Feed, or a sentence saying why it should be retried."""
         where = f"start={params.get('start', 0)}"
         try:
-            response = self._get(params)
+            response, body = self._get(params)
+        except ResponseTooLarge:
+            return f"arXiv API sent more than {self.max_response_bytes // 2**20} MB for one page ({where})", None
         except ResponseTooSlow:
             return f"arXiv API sent its answer too slowly ({where}): over {self.response_seconds:g} s", None
         except requests.Timeout:
@@ -159,7 +175,7 @@ class ArxivClient:
         if response.status_code in RETRY_STATUSES:
             return f"arXiv API answered HTTP {response.status_code} ({where})", _retry_after(response)
         try:
-            feed = parse_feed(response.content)
+            feed = parse_feed(body)
         except ArxivAPIError as error:
             raise ArxivAPIError(f"arXiv API error (HTTP {response.status_code}): {error}") from None
         except ParseError as error:

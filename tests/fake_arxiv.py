@@ -9,6 +9,7 @@ headers, so tests can assert exactly what the client asked for.
 from __future__ import annotations
 
 import datetime
+import gzip
 import re
 import socket
 import sys
@@ -24,7 +25,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 FAULTS = (
     "http500", "http503", "http429", "http406", "timeout", "reset", "cut", "truncated",
-    "empty", "error_feed", "html200", "slow", "trickle", "hold",
+    "empty", "error_feed", "html200", "slow", "trickle", "hold", "gzip_bomb",
 )
 ERROR_FEED = (FIXTURES / "atom_2026_error_incorrect_id_format_http400.xml").read_bytes()
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head><body><h1>arXiv is busy</h1><p>Please try again.</p></body></html>"
@@ -143,6 +144,7 @@ class FakeArxiv:
     slow_seconds: float = 0.3
     trickle_seconds: float = 0.05  # "trickle": the body in 256-byte pieces this far apart
     release: threading.Event = field(default_factory=threading.Event)  # "hold": answer once set (30 s at most)
+    bomb_bytes: int = 16 * 2**20  # "gzip_bomb": this many zero bytes, gzipped to a few KB
     retry_after: str = "1"
     requests: list[Request] = field(default_factory=list)
     raw_pages: dict[int, bytes] = field(default_factory=dict)  # request number -> exact bytes to serve
@@ -224,6 +226,9 @@ class FakeArxiv:
             time.sleep(self.timeout_seconds)
             body, _ = self.page(params)
             return self._send(handler, 200, body)
+        if fault == "gzip_bomb":
+            bomb = gzip.compress(b"\0" * self.bomb_bytes, compresslevel=1)
+            return self._send(handler, 200, bomb, headers={"Content-Encoding": "gzip"})
         if fault == "hold":  # keep the client waiting until the test says so
             self.release.wait(30)
             body, _ = self.page(params)

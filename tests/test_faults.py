@@ -396,3 +396,18 @@ def test_a_bug_while_storing_is_recorded_not_left_running(fake_arxiv, after_firs
         harvest_cli(fake_arxiv, db_path, config_path)
     assert dump(db_path) == before
     assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [(1, "ok", None), (2, "failed", "unexpected RuntimeError: boom")]
+
+
+def test_gzip_bomb_is_cut_off_at_the_size_limit(fake_arxiv, sleeps):
+    """A few KB that decompress to 16 MB: reading stops at the limit (1 MB here, 64 MB by
+    default), so memory stays bounded; the page is retried like any bad answer."""
+    fake_arxiv.papers = second_papers()
+    fake_arxiv.faults = {1: "gzip_bomb", 2: "gzip_bomb"}
+    client = ArxivClient(fake_arxiv.url, delay_seconds=0, max_retries=1, timeout=(2.0, 2.0), max_response_bytes=2**20)
+    with pytest.raises(harvest.fetch.FetchError) as failure:
+        client.search(QUERY, page_size=PAGE)
+    assert str(failure.value) == "arXiv API sent more than 1 MB for one page (start=0) (gave up after 2 attempts)"
+    fake_arxiv.faults = {1: "gzip_bomb"}
+    fake_arxiv.requests.clear()
+    result = ArxivClient(fake_arxiv.url, delay_seconds=0, timeout=(2.0, 2.0), max_response_bytes=2**20).search(QUERY, page_size=PAGE)
+    assert (len(result.papers), result.requests) == (25, 4)
