@@ -60,6 +60,9 @@ def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
         return
     if path.is_dir():
         raise StoreError(f"{path}: is a directory, not a database file")
+    if not path.is_file():
+        # Opening a named pipe blocks until someone writes to it: the run would hang for good.
+        raise StoreError(f"{path}: not a regular file (a pipe or device); refusing to touch it")
     size = path.stat().st_size
     if size == 0:
         if must_exist:

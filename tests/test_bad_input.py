@@ -140,6 +140,25 @@ def test_truncated_dataset_is_refused_and_untouched(keep, harvested, fake_arxiv,
     assert file_state(harvested) == before
 
 
+@pytest.mark.parametrize("command", ["harvest", "readme"])
+@pytest.mark.parametrize("special", ["fifo", "/dev/null", "/dev/zero"])
+def test_pipe_or_device_given_as_database(special, command, fake_arxiv, tmp_path, config_file):
+    """A named pipe hung the run for good (opening it waits for a writer); devices gave 'disk I/O error'."""
+    db_path = Path(special)
+    if special == "fifo":
+        db_path = tmp_path / "ai4mat.db"
+        os.mkfifo(db_path)
+    args = ["--db", db_path, "--config", config_file]
+    if command == "harvest":
+        result = harvest(fake_arxiv, db_path, config_file)
+        prefix = "harvest failed: "
+    else:
+        result = invoke("readme", *args, "--readme", tmp_path / "README.md")
+        prefix = ""
+    assert_refused(result, f"{prefix}{db_path}: not a regular file (a pipe or device); refusing to touch it", fake_arxiv)
+    assert not (tmp_path / "README.md").exists()
+
+
 def test_directory_given_as_database(fake_arxiv, tmp_path, config_file):
     (tmp_path / "ai4mat.db").mkdir()
     result = harvest(fake_arxiv, tmp_path / "ai4mat.db", config_file)
