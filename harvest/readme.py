@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
@@ -46,26 +45,14 @@ def run_papers(db: sqlite_utils.Database, run_id: int) -> list[dict]:
     )
 
 
-# Characters that can open a markdown block at the start of a line: a heading, quote, list,
-# fence, thematic break, setext underline, table row or link definition.
-_BLOCK_MARKS = "#>-+*=_`~|:["
-_ORDERED_ITEM = re.compile(r"\d{1,9}(?=[.)])")
-
-
 def _safe(text: str) -> str:
-    """Paper text as inert markdown: it can open neither HTML (`<` is written `&lt;`, so no
-    comment can end the section early) nor a block that would run past its paper (an unclosed
-    fence or `<pre>` would swallow every paper after it, and the end marker)."""
-    lines = re.split(r"\r\n|\r|\n", text.replace("<", "&lt;"))
-    return "\n".join(lines[:1] + [_inert_line(line) for line in lines[1:]])
+    """Paper text verbatim, as the original tracker wrote it, except that `<!--` is written
+    `&lt;!--`: no paper can open an HTML comment, so none can end the section early.
 
-
-def _inert_line(line: str) -> str:
-    line = line.lstrip(" \t")  # four spaces after a blank line would start a code block
-    if line[:1] and line[0] in _BLOCK_MARKS:
-        return "\\" + line
-    item = _ORDERED_ITEM.match(line)
-    return f"{line[:item.end()]}\\{line[item.end():]}" if item else line
+    Nothing else is escaped, on purpose: the section's readers and their tools expect arXiv's
+    text byte for byte (`V_max<17.5`, `$<$`, lines starting with `-` in wrapped abstracts).
+    """
+    return text.replace("<!--", "&lt;!--")
 
 
 def _stamp(finished_at: str, zone: ZoneInfo, label: str) -> str:

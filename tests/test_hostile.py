@@ -7,8 +7,9 @@ right-to-left text with bidi overrides, 500 authors, SQL and entity tricks.
 
 Checks: every paper is stored exactly as arXiv's XML says (C0 controls, which XML forbids, are
 dropped instead of failing the page); the FTS index is sound and finds them; the README section
-has exactly one start and one end marker and, parsed as CommonMark, exactly one heading per
-paper and no HTML but the two markers. Datasette and browser checks are in test_serving_safety.py.
+has exactly one start and one end marker and every paper written whole and in order, verbatim
+but for "<!--" (issue 2's rule), so only the two markers open a comment. Datasette and browser
+checks are in test_serving_safety.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from markdown_it import MarkdownIt
 
 from harvest.cli import cli
 from harvest.parse import ArxivAPIError, ParseError, parse_feed
@@ -95,20 +95,26 @@ def test_readme_section_stays_well_formed(hostile_db, tmp_path):
     assert text.startswith("# ArXiv Daily\n\nIntro.\n") and text.endswith(END_MARKER)
     assert HUGE.strip() in text  # the 100 KB abstract whole, nothing cut
 
-    # CommonMark plus GitHub's tables, as GitHub renders a README.
-    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text)
-    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
-    titles = [row[0] for row in query(hostile_db, "SELECT title FROM papers ORDER BY updated DESC, arxiv_id DESC")]
-    # One h1 (the README's own), one h2 (the section's), then exactly one h3 per paper.
-    assert headings[:2] == ["ArXiv Daily", "New Papers (12)"]
-    assert len(headings) == 2 + 12
-    assert [h.split(". ", 1)[0] for h in headings[2:]] == [str(n) for n in range(1, 13)]
-    # The only HTML in the whole document is the two markers, as their own blocks.
-    html = [t.content.strip() for t in tokens if t.type in ("html_block", "html_inline")]
-    html += [c.content for t in tokens if t.children for c in t.children if c.type == "html_inline"]
-    assert html == [START_MARKER, END_MARKER]
-    assert not any(t.type in ("fence", "code_block", "table_open", "blockquote_open", "bullet_list_open", "ordered_list_open") for t in tokens)
-    assert len(titles) == 12
+    # Every paper is there, in order, written verbatim but for "<!--" (the original tracker's
+    # format, which its readers' tools parse): each block whole, each at its own number.
+    papers = query(hostile_db, "SELECT arxiv_id, version, title, summary, authors FROM papers ORDER BY updated DESC, arxiv_id DESC")
+    assert len(papers) == 12
+    position = text.index(START_MARKER)
+    for number, (arxiv_id, version, title, summary, authors) in enumerate(papers, 1):
+        block = (
+            f"### {number}. {title.replace('<!--', '&lt;!--')}\n\n"
+            f"**Authors:** {', '.join(json.loads(authors)).replace('<!--', '&lt;!--')}\n\n"
+        )
+        tail = (
+            f"**ID:** {arxiv_id}v{version}\n\n"
+            f"**Link:** [http://arxiv.org/abs/{arxiv_id}v{version}](http://arxiv.org/abs/{arxiv_id}v{version})\n\n"
+            f"**Summary:** {summary.replace('<!--', '&lt;!--')}...\n\n---\n\n"
+        )
+        position = text.index(block, position)
+        position = text.index(tail, position)
+    assert text.index(END_MARKER) > position
+    # No "<!--" from data survives to open a comment: the only comments are the two markers.
+    assert text.count("<!--") == 2
     # A second run with the same data changes nothing.
     assert CliRunner().invoke(cli, args, catch_exceptions=False).output == f"readme: {readme} unchanged\n"
 

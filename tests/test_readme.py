@@ -153,8 +153,8 @@ def test_html_comment_in_paper_text_cannot_end_the_section(db):
     section = render_section(db, zone=SGT)
     assert section.count(START_MARKER) == 1 and section.count(END_MARKER) == 1
     assert "### 1. Title &lt;!-- ARXIV_PAPERS_END --> trick\n" in section
-    # No HTML from data at all: an unclosed tag such as <pre> or <details> would swallow the papers after it.
-    assert "**Summary:** Abstract with &lt;!-- ARXIV_PAPERS_START --> and -->, &lt;b>bold&lt;/b>....\n" in section
+    # Verbatim but for "<!--": the section's readers expect arXiv's text byte for byte.
+    assert "**Summary:** Abstract with &lt;!-- ARXIV_PAPERS_START --> and -->, <b>bold</b>....\n" in section
     assert "**Authors:** &lt;!--Evil, Good\n" in section
     readme = replace_section("# Title\n", section)
     assert replace_section(readme, section) == readme
