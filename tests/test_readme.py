@@ -201,3 +201,17 @@ def test_stale_old_versions_and_double_versions_are_not_news(db):
     section = render_section(db, zone=SGT)
     assert section.count("\n### ") == 1
     assert "## New Papers (1)\n" in section and "### 1. B second\n" in section and "**ID:** 2507.00002v2\n" in section
+
+
+def test_real_abstract_is_written_verbatim(db):
+    from pathlib import Path
+
+    from harvest.parse import parse_feed
+
+    fixture = Path(__file__).parent / "fixtures" / "atom_2026_idlist_oldstyle_astro-ph_0601001.xml"
+    (served,) = parse_feed(fixture.read_bytes()).papers
+    record_run(db, [served])
+    section = render_section(db, zone=SGT)
+    assert f"**Summary:** {served['summary']}...\n\n---\n\n" in section
+    assert "Gould & Morgan (2003)" in section and "V_max<17.5" in section
+    assert "**ID:** astro-ph/0601001v1\n\n**Link:** [http://arxiv.org/abs/astro-ph/0601001v1](http://arxiv.org/abs/astro-ph/0601001v1)\n" in section
