@@ -26,7 +26,8 @@ def test_benchmark_script_runs_on_1000_papers(tmp_path):
     assert results["http"]["matches"]["model"] == 841
     assert results["http"]["matches"]["graph neural network"] == 45
     assert set(results["http"]["latency"]) == {
-        "search (canned query)", "SQL: bm25 over all matches", "SQL: newest first", "table search (papers?_search=)",
+        "search (canned query)", "SQL: bm25 over all matches", "SQL: newest first",
+        "SQL: newest first, page of 50 with snippets", "table search (papers?_search=)",
     }
     assert results["ingest"]["rates"]["bulk"] > 0 and results["http"]["throughput"]["new_today"] > 0
     conn = sqlite3.connect(tmp_path / "1000" / "ai4mat.db")
