@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -232,26 +233,35 @@ def run_backfill(
                 )
                 split(window)
                 continue
-            with db.atomic():
-                counts = save_papers_bulk(db, run_id, papers)
-                for name in ("fetched", "new", "updated", "refreshed"):
-                    setattr(report.counts, name, getattr(report.counts, name) + getattr(counts, name))
-                total_results += window_total
-                report.unreadable += unreadable
-                # A window with unreadable entries is still done: arXiv would serve them the same way again.
-                _record_window(
-                    db, query, window, run_id, "done", total_results=window_total, papers=counts.fetched,
-                    skipped=unreadable, requests=client.requests - requests_at_start,
-                )
-                db["runs"].update(
-                    run_id,
-                    {
-                        "fetched": report.counts.fetched, "new": report.counts.new,
-                        "updated": report.counts.updated, "refreshed": report.counts.refreshed,
-                        "requests": client.requests - requests_before, "total_results": total_results,
-                        "skipped": report.unreadable,
-                    },
-                )
+            try:
+                with db.atomic():
+                    counts = save_papers_bulk(db, run_id, papers)
+                    # A window with unreadable entries is still done: arXiv would serve them the same way again.
+                    _record_window(
+                        db, query, window, run_id, "done", total_results=window_total, papers=counts.fetched,
+                        skipped=unreadable, requests=client.requests - requests_at_start,
+                    )
+                    db["runs"].update(
+                        run_id,
+                        {
+                            "fetched": report.counts.fetched + counts.fetched, "new": report.counts.new + counts.new,
+                            "updated": report.counts.updated + counts.updated,
+                            "refreshed": report.counts.refreshed + counts.refreshed,
+                            "requests": client.requests - requests_before, "total_results": total_results + window_total,
+                            "skipped": report.unreadable + unreadable,
+                        },
+                    )
+            except sqlite3.Error as error:
+                message = f"could not store the window {window} ({error}); the windows before it are stored"
+                try:
+                    fail_run(db, run_id, message, requests=client.requests - requests_before)
+                except sqlite3.Error:
+                    log.warning("could not record the failure of run %s either", run_id)
+                raise BackfillFailed(report, message) from None
+            for name in ("fetched", "new", "updated", "refreshed"):
+                setattr(report.counts, name, getattr(report.counts, name) + getattr(counts, name))
+            total_results += window_total
+            report.unreadable += unreadable
             report.windows_fetched += 1
             state.papers_stored += counts.new + counts.updated
             tell(window, "done")
@@ -261,7 +271,7 @@ def run_backfill(
     report.requests = client.requests - requests_before
     if report.failures:
         first_window, first_error = report.failures[0]
-        stopped = " (stopped after {} failures in a row)".format(MAX_FAILED_IN_A_ROW) if failed_in_a_row >= MAX_FAILED_IN_A_ROW else ""
+        stopped = f" (stopped after {MAX_FAILED_IN_A_ROW} failures in a row)" if failed_in_a_row >= MAX_FAILED_IN_A_ROW else ""
         message = (
             f"{len(report.failures)} window{'s' if len(report.failures) != 1 else ''} failed{stopped}, "
             f"first {first_window}: {first_error}; run the same backfill again to retry"

@@ -325,3 +325,25 @@ def test_unreadable_entries_are_counted_and_their_window_is_done(fake_arxiv, cli
         {"status": "done", "total_results": 5, "papers": 4, "skipped": 1}
     ]
     assert rows(db_path, "select status, fetched, skipped from runs") == [{"status": "ok", "fetched": 4, "skipped": 1}]
+
+
+def test_a_window_that_cannot_be_stored_fails_the_backfill_with_one_line(fake_arxiv, db_path, config_path):
+    fake_arxiv.papers = six_years()
+    args = ["backfill", "--db", str(db_path), "--config", str(config_path), "--since", "2019-01-01",
+            "--until", "2020-12-31", "--api-url", fake_arxiv.url]
+    with writing(db_path) as db:
+        # A trigger standing in for a full disk: the 2020 window's first paper cannot be written.
+        db.execute("CREATE TRIGGER no_2020 BEFORE INSERT ON papers WHEN new.published LIKE '2020%' "
+                   "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    result = CliRunner().invoke(cli, args)
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, (
+        "Error: backfill failed: could not store the window 2020-01-01 00:00..2020-12-31 23:59 "
+        "(database or disk is full); the windows before it are stored"
+    ))
+    assert rows(db_path, "select status, new, error from runs") == [
+        {"status": "failed", "new": 4, "error": "could not store the window 2020-01-01 00:00..2020-12-31 23:59 "
+         "(database or disk is full); the windows before it are stored"}
+    ]
+    assert [r["window_start"] for r in rows(db_path, "select window_start from backfill_windows where status = 'done'")] == ["201901010000"]
+    assert rows(db_path, "select count(*) as n from papers") == [{"n": 4}]
+    check_integrity(db_path)
