@@ -61,3 +61,13 @@ def test_a_failed_bulk_save_leaves_no_row_and_keeps_the_trigger():
     assert db.execute("select count(*) from papers").fetchone() == (0,)
     assert db.execute("select count(*) from sqlite_master where name = 'papers_ai'").fetchone() == (1,)
     db.execute("INSERT INTO papers_fts(papers_fts) VALUES('integrity-check')")
+
+
+def test_a_schema_1_file_made_before_backfill_windows_gets_the_table_once():
+    db = sqlite_utils.Database(memory=True)
+    ensure_db_shape(db)
+    db["backfill_windows"].drop()
+    ensure_db_shape(db)
+    ensure_db_shape(db)
+    assert db["backfill_windows"].pks == ["query", "window_start", "window_end"]
+    assert db.execute("PRAGMA user_version").fetchone() == (1,)
