@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlite_utils  # noqa: E402
 
-from corpus import HEAD, Corpus, with_history  # noqa: E402
+from corpus import Corpus, with_history  # noqa: E402
 from harvest import readme, store  # noqa: E402
 
 WINDOW = 10_000  # papers per transaction in the bulk path, like one backfill window
@@ -475,7 +475,7 @@ def report(results: dict) -> str:
         out.append(f"| {label}: `{text}` | {http_results['matches'][text]:,} | {cells} |")
     t = http_results["throughput"]
     size = results["size"]
-    out += ["", f"### 4. README section and file size", "",
+    out += ["", "### 4. README section and file size", "",
             f"- render_section (100 papers listed): {ms(size['readme_seconds'])}",
             f"- file: {size['file_bytes'] / 2**20:,.0f} MiB; {size['bytes_per_paper']:,.0f} bytes per paper with FTS, "
             f"{size['bytes_per_paper_without_fts']:,.0f} without (FTS index {size['fts_bytes'] / 2**20:,.0f} MiB)", "",

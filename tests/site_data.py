@@ -7,7 +7,15 @@ another, run 3 fails. Titles are literal so tests can assert exact rows.
 from __future__ import annotations
 
 import importlib.util
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -76,3 +84,47 @@ def load_plugin():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(db_path: Path, *, startup_seconds: float = 30) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """`ai4mat serve` over `db_path` on a free port, as a real process, for the block.
+
+    Yields (process, base URL, the first line it printed) once Datasette answers; stops it after.
+    Its output goes to files, not pipes: a pipe nobody reads fills up under load and stalls it.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--port", str(port)],
+            cwd=ROOT, stdout=out, stderr=err, text=True,
+        )
+        try:
+            deadline = time.monotonic() + startup_seconds
+            while True:
+                try:
+                    with urllib.request.urlopen(base + "-/versions.json", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    err.seek(0)
+                    raise AssertionError(f"datasette did not start: {err.read() if process.poll() is not None else 'timeout'}")
+                time.sleep(0.1)
+            out.seek(0)
+            yield process, base, out.readline()
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from harvest.cli import cli
 
 from .dumps import directory_listing, dump, file_state, integrity, runs
-from .fake_arxiv import FakeArxiv, make_paper
+from .fake_arxiv import make_paper
 
 REPO = Path(__file__).resolve().parent.parent
 NOBODY = 65534

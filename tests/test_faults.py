@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import os
 import subprocess
 import sys
 import time

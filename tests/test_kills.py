@@ -13,7 +13,6 @@ one file (one proceeds, the other stops at once with a clear line; the file is s
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal

@@ -6,7 +6,7 @@ import pytest
 import sqlite_utils
 
 from harvest.readme import END_MARKER, START_MARKER, ReadmeError, render_section, replace_section
-from harvest.store import ensure_db_shape, finish_run, save_papers, start_run, RunCounts
+from harvest.store import ensure_db_shape, finish_run, save_papers, start_run
 
 SGT = ZoneInfo("Asia/Singapore")
 

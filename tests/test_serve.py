@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from click.testing import CliRunner
 from harvest.cli import cli
 from harvest.serve import datasette_argv
 
-from .site_data import METADATA_PATH, PLUGINS_DIR, ROOT, build_site_db
+from .site_data import METADATA_PATH, ROOT, build_site_db, serving
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -69,12 +68,6 @@ def test_serve_refuses_a_missing_metadata_file(tmp_path):
 # ---------------------------------------------------------------- a real server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def fetch(url: str):
     """(status, headers (case-insensitive), body) of a GET."""
     try:
@@ -87,35 +80,11 @@ def fetch(url: str):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """`ai4mat serve` running on a free port over a harvested database; yields its base URL and file."""
-    directory = tmp_path_factory.mktemp("served")
-    db = directory / "ai4mat.db"
+    db = tmp_path_factory.mktemp("served") / "ai4mat.db"
     build_site_db(db)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harvest", "serve", "--db", str(db), "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        assert process.stdout.readline() == f"Serving {db} at {base} (Ctrl-C to stop)\n"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if fetch(base + "-/versions.json")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"datasette did not start: {process.stderr.read() if process.poll() is not None else 'timeout'}")
-            time.sleep(0.1)
+    with serving(db) as (_, base, banner):
+        assert banner == f"Serving {db} at {base} (Ctrl-C to stop)\n"
         yield base, db
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_home_page_lists_the_dataset_and_search_box(site):

@@ -16,9 +16,7 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -36,6 +34,7 @@ from harvest.cli import cli
 from .dumps import directory_listing, file_state
 from .fake_arxiv import FakeArxiv
 from .hostile_data import HOSTILE, hostile_papers
+from .site_data import serving
 
 REPO = Path(__file__).resolve().parent.parent
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -45,12 +44,6 @@ CHROMIUM_FLAGS = [
 ]
 # Raw payload openings that must never reach a page unescaped.
 RAW_PAYLOADS = ("<script>document.documentElement", "<img src=x onerror=", "<svg onload=")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str, method: str = "GET", timeout: float = 20) -> tuple[int, bytes]:
@@ -75,17 +68,8 @@ def site(tmp_path_factory):
         )
     assert result.exit_code == 0, result.output
     before = file_state(db_path), directory_listing(folder)
-    port = free_port()
-    process = start_server(db_path, port)
-    try:
-        yield f"http://127.0.0.1:{port}", db_path, before
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serving(db_path) as (_, base, _):
+        yield base.rstrip("/"), db_path, before
 
 
 def sql_url(base: str, sql: str, fmt: str = ".json") -> str:
@@ -131,22 +115,6 @@ def test_instance_is_read_only(site):
     assert (file_state(db_path), directory_listing(db_path.parent)) == before
 
 
-def start_server(db_path: Path, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if get(f"http://127.0.0.1:{port}/-/versions.json", timeout=2)[0] == 200:
-                return process
-        except OSError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "datasette did not start"
-        time.sleep(0.1)
-
-
 def test_serves_from_a_read_only_mount_with_the_file_open_read_only(site, tmp_path):
     """Datasette opens an immutable file read-write at the OS level (SQLite's immutable=1 only
     promises not to write). On a read-only mount SQLite falls back to a read-only descriptor, and
@@ -159,23 +127,18 @@ def test_serves_from_a_read_only_mount_with_the_file_open_read_only(site, tmp_pa
     done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"bind mounts are not permitted here ({done.stderr.strip()})")
-    process = None
     try:
         subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
-        port = free_port()
-        process = start_server(folder / "ai4mat.db", port)
-        status, body = get(f"http://127.0.0.1:{port}/ai4mat/papers.json?_shape=array&_size=20")
-        assert (status, len(json.loads(body))) == (200, 12)
-        modes = set()
-        for fd in Path(f"/proc/{process.pid}/fd").iterdir():
-            if os.readlink(fd) == str(folder / "ai4mat.db"):
-                flags = int(Path(f"/proc/{process.pid}/fdinfo/{fd.name}").read_text().split("flags:")[1].split()[0], 8)
-                modes.add(flags & os.O_ACCMODE)
-        assert modes == {os.O_RDONLY}
+        with serving(folder / "ai4mat.db") as (process, base, _):
+            status, body = get(f"{base}ai4mat/papers.json?_shape=array&_size=20")
+            assert (status, len(json.loads(body))) == (200, 12)
+            modes = set()
+            for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+                if os.readlink(fd) == str(folder / "ai4mat.db"):
+                    flags = int(Path(f"/proc/{process.pid}/fdinfo/{fd.name}").read_text().split("flags:")[1].split()[0], 8)
+                    modes.add(flags & os.O_ACCMODE)
+            assert modes == {os.O_RDONLY}
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=10)
         subprocess.run(["umount", str(folder)], check=True)
 
 
