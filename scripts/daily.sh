@@ -10,6 +10,8 @@
 #   ARXIV_API_URL           the arXiv API endpoint (tests point it at a local fake).
 #   AI4MAT_DB               the database file (default ai4mat.db).
 #   AI4MAT_DOWNLOAD_RETRIES retries of that download on a transient error (default 3).
+#   GITHUB_OUTPUT           (set by GitHub Actions) receives harvest_failed=true|false, so the
+#                           workflow can publish the record of a failure and still end red.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,9 +51,14 @@ fi
 
 # A failed harvest is recorded in the database (the runs table) and published like any other
 # run; the next run catches up, since every run scans the query's whole result set.
+harvest_failed=false
 if ! ai4mat harvest --db "$db"; then
+  harvest_failed=true
   log "the harvest failed (recorded in the runs table); publishing the database as it is"
   echo "::warning title=harvest failed::see the runs table of the published dataset"
+fi
+if [ -n "${GITHUB_OUTPUT:-}" ]; then
+  echo "harvest_failed=$harvest_failed" >> "$GITHUB_OUTPUT"
 fi
 
 ai4mat readme --db "$db"

@@ -66,6 +66,7 @@ def workdir(tmp_path):
 
 def daily(workdir: Path, fake: FakeArxiv, previous_url: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("AI4MAT_PREVIOUS_DB_URL", "AI4MAT_DB")}
+    env["GITHUB_OUTPUT"] = str(workdir.parent / f"{workdir.name}.github_output")
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env["ARXIV_API_URL"] = fake.url
     env["AI4MAT_DOWNLOAD_RETRIES"] = "0"
@@ -86,6 +87,7 @@ def test_first_run_without_a_previous_database_starts_empty(workdir, fake_arxiv)
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     assert (workdir / "ai4mat.db.sha256").read_text() == f"{digest}  ai4mat.db\n"
     assert result.stderr.splitlines()[-2:] == ["daily: smoke check passed", f"daily: {digest}  ai4mat.db"]
+    assert (workdir.parent / f"{workdir.name}.github_output").read_text() == "harvest_failed=false\n"
 
 
 def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, tmp_path_factory, client_for):
@@ -127,6 +129,7 @@ def test_first_release_with_arxiv_down_starts_empty_and_still_publishes(workdir,
     assert "daily: no previous database published yet (HTTP 404): starting an empty one" in result.stderr.splitlines()
     assert "Error: harvest failed: arXiv API error (HTTP 400): incorrect id format for abc" in result.stderr
     assert "::warning title=harvest failed::see the runs table of the published dataset" in result.stdout
+    assert (workdir.parent / f"{workdir.name}.github_output").read_text() == "harvest_failed=true\n"
     assert [(r["status"], r["error"]) for r in rows(workdir / "ai4mat.db", "select * from runs")] == [
         ("failed", "arXiv API error (HTTP 400): incorrect id format for abc"),
     ]

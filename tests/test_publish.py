@@ -99,9 +99,13 @@ def test_daily_workflow_runs_on_schedule_alone_and_one_at_a_time():
     assert "scripts/daily.sh" in runs
     assert any("gh release create" in text and "ai4mat.db.sha256" in text for text in runs)
     assert any("git diff --quiet -- README.md" in text and "-- README.md" in text for text in runs)
-    assert runs[-1] == "scripts/publish.sh"
+    assert runs[-2] == "scripts/publish.sh"
     # The deploy token reaches the publish step only.
-    assert [i for i, step in enumerate(steps) if "FLY_API_TOKEN" in step.get("env", {})] == [len(steps) - 1]
+    assert [i for i, step in enumerate(steps) if "FLY_API_TOKEN" in step.get("env", {})] == [len(steps) - 2]
+    # A failed harvest is published, then turns the job red.
+    daily_step = next(step for step in steps if step.get("run") == "scripts/daily.sh")
+    assert steps[-1]["if"] == f"steps.{daily_step['id']}.outputs.harvest_failed == 'true'"
+    assert steps[-1]["run"].rstrip().endswith("exit 1")
     assert "FLY_API_TOKEN" not in job["env"]
 
 
