@@ -7,6 +7,8 @@ another, run 3 fails. Titles are literal so tests can assert exact rows.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 import yaml
 
 from harvest.fetch import ArxivClient
@@ -128,3 +131,13 @@ def serving(db_path: Path, *, startup_seconds: float = 30) -> Iterator[tuple[sub
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def chromium_binary() -> str:
+    """Debian's chromium for the browser tests: skipped where it is missing, unless in CI."""
+    binary = shutil.which("chromium")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI is set: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the browser tests need it")
+    return binary

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from click.testing import CliRunner
 from harvest.cli import cli
 from harvest.serve import datasette_argv
 
-from .site_data import METADATA_PATH, ROOT, build_site_db, serving
+from .site_data import METADATA_PATH, ROOT, build_site_db, chromium_binary, serving
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -152,15 +150,6 @@ def test_row_pages_of_dotted_and_slashed_ids(site):
 
 
 # ---------------------------------------------------------------- a real browser
-
-
-def chromium_binary() -> str:
-    binary = shutil.which("chromium")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed, and CI is set: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium); the browser test needs it")
-    return binary
 
 
 def chromium(binary: str, tmp_path: Path, *args: str) -> str:

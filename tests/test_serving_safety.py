@@ -34,7 +34,7 @@ from harvest.cli import cli
 from .dumps import directory_listing, file_state
 from .fake_arxiv import FakeArxiv
 from .hostile_data import HOSTILE, hostile_papers
-from .site_data import serving
+from .site_data import chromium_binary, serving
 
 REPO = Path(__file__).resolve().parent.parent
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -257,15 +257,6 @@ def test_atom_feed_is_well_formed_and_holds_the_text_exactly(site):
 
 
 # ------------------------------------------------------------------ a real browser
-
-
-def chromium_binary() -> str:
-    binary = shutil.which("chromium")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed, and CI is set: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return binary
 
 
 def dump_dom(binary: str, profile: Path, url: str) -> str:
