@@ -429,57 +429,24 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) 
 
 
 def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
-    """The same outcome and counts as `save_papers`, at bulk speed for papers not stored yet.
+    """The same outcome and counts as `save_papers`, with new papers indexed for search in bulk.
 
-    Papers already in the database go through `save_papers`. The others are inserted with
-    `executemany` and indexed for search by one `INSERT ... SELECT` into papers_fts instead of the
-    per-row insert trigger, which halves the cost of a large load. The trigger is dropped and
-    recreated inside this function's own transaction (a savepoint inside the caller's), so no
-    other connection ever sees the table without it and a crash leaves the index in step.
+    Runs `save_papers` with the per-row FTS insert trigger dropped, then indexes the rows it
+    inserted with one `INSERT ... SELECT` into papers_fts, which halves the cost of a large load.
+    The trigger is dropped and recreated inside this function's own transaction (a savepoint
+    inside the caller's), so no other connection ever sees the table without it and a crash
+    leaves the index in step.
     """
-    papers = unique_versions(papers)
     with db.atomic():
-        current = set()
-        for chunk in _chunks(sorted({paper["arxiv_id"] for paper in papers})):
-            marks = ",".join("?" * len(chunk))
-            current.update(row[0] for row in db.execute(f"SELECT arxiv_id FROM papers WHERE arxiv_id IN ({marks})", chunk))
-        counts = save_papers(db, run_id, [paper for paper in papers if paper["arxiv_id"] in current])
-        fresh: dict[str, list[dict]] = {}
-        for paper in papers:
-            if paper["arxiv_id"] not in current:
-                fresh.setdefault(paper["arxiv_id"], []).append(paper)
-        if not fresh:
-            return counts
-        paper_rows, version_rows, author_rows, category_rows = [], [], [], []
-        for arxiv_id, served in fresh.items():
-            served.sort(key=lambda paper: paper["version"])
-            for paper in served:
-                row = _as_row(paper)
-                version_rows.append((arxiv_id, paper["version"], run_id, *(row[c] for c in VERSION_COLUMNS)))
-            latest = served[-1]  # `row` is still the latest version's
-            paper_rows.append((arxiv_id, *(row[c] for c in PAPER_COLUMNS), run_id, run_id))
-            author_rows += [(arxiv_id, position, name) for position, name in enumerate(latest["authors"])]
-            category_rows += [(arxiv_id, position, category) for position, category in enumerate(latest["categories"])]
         (last_rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM papers").fetchone()
         (trigger_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'papers_ai'").fetchone()
         db.execute("DROP TRIGGER papers_ai")
-        paper_columns = ("arxiv_id", *PAPER_COLUMNS, "first_run", "last_run")
-        version_columns = ("arxiv_id", "version", "run_id", *VERSION_COLUMNS)
-        for table, columns, rows in (
-            ("papers", paper_columns, paper_rows),
-            ("versions", version_columns, version_rows),
-            ("paper_authors", ("arxiv_id", "position", "name"), author_rows),
-            ("paper_categories", ("arxiv_id", "position", "category"), category_rows),
-        ):
-            db.conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
-            )
-        # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows inserted above.
+        counts = save_papers(db, run_id, papers)
+        # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows just inserted;
+        # updated rows keep their rowid and were re-indexed by the update trigger.
         db.execute(
             "INSERT INTO papers_fts (rowid, title, summary) SELECT rowid, title, summary FROM papers WHERE rowid > ?",
             [last_rowid],
         )
         db.execute(trigger_sql)
-    counts.fetched += len(fresh)
-    counts.new += len(fresh)
     return counts
