@@ -29,6 +29,23 @@ config_option = click.option(
 )
 
 
+def api_options(command):
+    """--api-url, --delay and --timeout, for the commands that ask arXiv."""
+    command = click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True,
+                           help="Read timeout per request, seconds.")(command)
+    command = click.option("--delay", type=click.FloatRange(min=0), help="Seconds between API requests (default: config, 3).")(command)
+    return click.option("--api-url", help="arXiv API endpoint (default: config api_url, or $ARXIV_API_URL).")(command)
+
+
+def _client(config, api_url: str | None, delay: float | None, timeout: float) -> ArxivClient:
+    """The arXiv client as configured: --api-url, then $ARXIV_API_URL, then config; --delay over config."""
+    return ArxivClient(
+        api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
+        delay_seconds=config.delay_seconds if delay is None else delay,
+        timeout=(10.0, timeout),
+    )
+
+
 def _load_config(config_path: str):
     try:
         config = load_config(config_path)
@@ -52,9 +69,7 @@ def cli(verbose: bool):
 @cli.command()
 @db_option
 @config_option
-@click.option("--api-url", help="arXiv API endpoint (default: config api_url, or $ARXIV_API_URL).")
-@click.option("--delay", type=click.FloatRange(min=0), help="Seconds between API requests (default: config, 3).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True, help="Read timeout per request, seconds.")
+@api_options
 @click.option("--load", "recorded", multiple=True, type=click.Path(dir_okay=False),
               help="Replay a recorded API response (Atom XML) instead of asking arXiv; repeatable.")
 def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | None, timeout: float, recorded: tuple[str, ...]):
@@ -63,11 +78,7 @@ def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | 
     if recorded:
         client = RecordedPages(list(recorded))
     else:
-        client = ArxivClient(
-            api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
-            delay_seconds=config.delay_seconds if delay is None else delay,
-            timeout=(10.0, timeout),
-        )
+        client = _client(config, api_url, delay, timeout)
     try:
         with writing(db_path) as db:
             report = run_harvest(
@@ -86,9 +97,7 @@ def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | 
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default="1991-01-01", show_default=True,
               help="First submission day (UTC) to fetch.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last submission day (UTC) to fetch.  [default: today]")
-@click.option("--api-url", help="arXiv API endpoint (default: config api_url, or $ARXIV_API_URL).")
-@click.option("--delay", type=click.FloatRange(min=0), help="Seconds between API requests (default: config, 3).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True, help="Read timeout per request, seconds.")
+@api_options
 def backfill(db_path, config_path, since, until, api_url, delay, timeout):
     """Fetch the configured query's whole history, window by window; rerun to resume."""
     config = _load_config(config_path)
@@ -96,11 +105,7 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
     until = until.date() if until else datetime.datetime.now(datetime.timezone.utc).date()
     if since > until:
         raise click.ClickException(f"--since {since} is after --until {until}")
-    client = ArxivClient(
-        api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
-        delay_seconds=config.delay_seconds if delay is None else delay,
-        timeout=(10.0, timeout),
-    )
+    client = _client(config, api_url, delay, timeout)
     display = TerminalProgress() if sys.stderr.isatty() else LogProgress(lambda line: click.echo(line, err=True))
     try:
         with writing(db_path) as db, display:
