@@ -241,14 +241,13 @@ def run_backfill(
                         db, query, window, run_id, "done", total_results=window_total, papers=counts.fetched,
                         skipped=unreadable, requests=client.requests - requests_at_start,
                     )
+                    so_far = report.counts + counts
                     db["runs"].update(
                         run_id,
                         {
-                            "fetched": report.counts.fetched + counts.fetched, "new": report.counts.new + counts.new,
-                            "updated": report.counts.updated + counts.updated,
-                            "refreshed": report.counts.refreshed + counts.refreshed,
-                            "requests": client.requests - requests_before, "total_results": total_results + window_total,
-                            "skipped": report.unreadable + unreadable,
+                            "fetched": so_far.fetched, "new": so_far.new, "updated": so_far.updated,
+                            "refreshed": so_far.refreshed, "requests": client.requests - requests_before,
+                            "total_results": total_results + window_total, "skipped": report.unreadable + unreadable,
                         },
                     )
             except sqlite3.Error as error:
@@ -258,8 +257,7 @@ def run_backfill(
                 except sqlite3.Error:
                     log.warning("could not record the failure of run %s either", run_id)
                 raise BackfillFailed(report, message) from None
-            for name in ("fetched", "new", "updated", "refreshed"):
-                setattr(report.counts, name, getattr(report.counts, name) + getattr(counts, name))
+            report.counts = so_far
             total_results += window_total
             report.unreadable += unreadable
             report.windows_fetched += 1

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import struct
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -283,6 +283,9 @@ class RunCounts:
     @property
     def unchanged(self) -> int:
         return self.fetched - self.new - self.updated
+
+    def __add__(self, other: "RunCounts") -> "RunCounts":
+        return RunCounts(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
 def close_interrupted_runs(db: sqlite_utils.Database) -> int:
