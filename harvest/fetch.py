@@ -278,5 +278,5 @@ class RecordedPages:
                 raise ArxivAPIError(f"{path}: recorded arXiv API error: {error}") from None
             result.papers.extend(feed.papers)
             result.skipped.extend(feed.skipped)
-            result.total_results = max(result.total_results, len(result.papers) + len(result.skipped))
+        result.total_results = len(result.papers) + len(result.skipped)
         return result
