@@ -20,7 +20,7 @@ import sqlite_utils
 
 from .fetch import PAGE_SIZE, QUERY_LIMIT, ArxivClient, FetchError
 from .parse import ArxivAPIError
-from .store import RunCounts, close_interrupted_runs, fail_run, finish_run, save_papers_bulk, start_run, utc_now
+from .store import INTERRUPTED_BY_USER, RunCounts, close_interrupted_runs, fail_run, finish_run, save_papers_bulk, start_run, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def run_backfill(
             state.papers_stored += counts.new + counts.updated
             tell(window, "done")
     except KeyboardInterrupt:
-        fail_run(db, run_id, "interrupted by the user", requests=client.requests - requests_before)
+        fail_run(db, run_id, INTERRUPTED_BY_USER, requests=client.requests - requests_before)
         raise
     report.requests = client.requests - requests_before
     if report.failures:

@@ -38,7 +38,11 @@ class ResponseTooLarge(requests.RequestException):
 
 
 class FetchError(Exception):
-    """A request kept failing after every retry; the message names the last cause."""
+    """A request kept failing after every retry, or can never succeed; the message names the cause."""
+
+
+# Where the endpoint comes from, for messages about it.
+CHANGE_ENDPOINT = "change the endpoint with --api-url, $ARXIV_API_URL or api_url in config.json"
 
 
 @dataclass
@@ -140,8 +144,13 @@ class ArxivClient:
         extra_wait = 0.0
         for attempt in range(self.max_retries + 1):
             self._wait_turn(extra_wait)
+            began = self.clock()
             cause, retry_after = self._try_once(params)
             if isinstance(cause, Feed):
+                log.info(
+                    "arXiv API start=%s: %d entries of %d in %.1f s",
+                    params.get("start", 0), len(cause.papers) + len(cause.skipped), cause.total_results, self.clock() - began,
+                )
                 return cause
             if attempt == self.max_retries:
                 break
@@ -152,7 +161,10 @@ class ArxivClient:
                 backoff = max(backoff, retry_after)
             log.warning("%s; retry %d of %d in %.1f s", cause, attempt + 1, self.max_retries, backoff)
             extra_wait = backoff
-        raise FetchError(f"{cause} (gave up after {self.max_retries + 1} attempts)")
+        message = f"{cause} (gave up after {self.max_retries + 1} attempts)"
+        if cause.startswith("cannot reach"):
+            message += f"; check the network, or {CHANGE_ENDPOINT}"
+        raise FetchError(message)
 
     def _try_once(self, params: dict) -> tuple[Feed | str, float | None]:
         """One attempt: the parsed Feed, or a sentence saying why it should be retried."""
@@ -165,8 +177,11 @@ class ArxivClient:
             return f"arXiv API sent its answer too slowly ({where}): over {self.response_seconds:g} s", None
         except requests.Timeout:
             return f"arXiv API timed out ({where})", None
+        except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL) as error:
+            # No retry can mend a malformed URL or a scheme requests cannot speak.
+            raise FetchError(f"{self.api_url!r} is not a usable arXiv API URL ({_first_line(error)}); {CHANGE_ENDPOINT}") from None
         except requests.ConnectionError as error:
-            return f"cannot reach the arXiv API ({where}): {type(error).__name__}", None
+            return f"cannot reach the arXiv API at {self.api_url} ({where}): {_connection_reason(error)}", None
         except requests.exceptions.ChunkedEncodingError:
             # urllib3's own text repeats itself ("IncompleteRead(...)" twice) on one line.
             return f"arXiv API closed the connection mid-response ({where})", None
@@ -237,6 +252,27 @@ class ArxivClient:
             limit = min(cap, feed.total_results)
             if served == 0:
                 break
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _connection_reason(error: requests.ConnectionError) -> str:
+    """A few words for why a connection failed, from the chain urllib3 wraps it in."""
+    text = str(error)
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host not found"),
+        ("NameResolutionError", "host not found"),
+        ("Temporary failure in name resolution", "host not found"),
+        ("Network is unreachable", "network unreachable"),
+        ("Connection reset", "connection reset"),
+        ("RemoteDisconnected", "connection closed by the server"),
+    ):
+        if needle in text:
+            return reason
+    return type(error).__name__
 
 
 def _retry_after(response: requests.Response) -> float | None:

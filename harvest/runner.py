@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sqlite3
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import sqlite_utils
 
 from .fetch import PAGE_SIZE, ArxivClient, FetchError
 from .parse import ArxivAPIError
 from .store import (
-    RunCounts, StoreError, close_interrupted_runs, fail_run, finish_run, save_papers, start_run,
+    INTERRUPTED_BY_USER, RunCounts, StoreError, close_interrupted_runs, fail_run, finish_run, save_papers, start_run,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,41 @@ class RunReport:
         )
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a CI timeout, `kill`): unwind like Ctrl-C so the run is recorded."""
+
+
+@contextmanager
+def interruptions_recorded(db: sqlite_utils.Database, run_id: int, requests) -> Iterator[None]:
+    """Record the run as interrupted at once on Ctrl-C or SIGTERM, then let the signal end the process.
+
+    Whatever the transaction held is rolled back first (db.atomic() unwinds before this runs), so
+    the record is the only write. SIGTERM still ends the process by that signal, as callers expect.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = None
+    if in_main:
+        def on_term(signum, frame):
+            raise Terminated()
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as stop:
+        try:
+            fail_run(db, run_id, INTERRUPTED_BY_USER, requests=requests())
+        except sqlite3.Error:
+            log.warning("could not record the interruption of run %s", run_id)
+        if isinstance(stop, Terminated):
+            db.close()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_harvest(
     db: sqlite_utils.Database,
     client: ArxivClient,
@@ -64,7 +104,8 @@ def run_harvest(
     """Scan every result of `query` and record the run.
 
     Promise: either every paper of the run is stored and the run is `ok`, or none is and the
-    run is `failed` with the error (RunFailed is raised). Papers are compared by (arxiv_id,
+    run is `failed` with the error (RunFailed is raised); Ctrl-C or SIGTERM records it as
+    interrupted before the process stops. Papers are compared by (arxiv_id,
     version), never by date, so late announcements and old papers that start matching are caught.
     """
     try:
@@ -73,33 +114,34 @@ def run_harvest(
     except sqlite3.Error as error:
         # Nothing was fetched or stored; a full disk is the usual cause.
         raise StoreError(f"could not record the start of the run ({error})") from None
-    try:
-        result = client.search(query, max_results=max_results, page_size=page_size)
-    except (FetchError, ArxivAPIError) as error:
-        fail_run(db, run_id, str(error), requests=client.requests)
-        raise RunFailed(run_id, str(error)) from None
-    except Exception as error:
-        # A bug, not arXiv: record the run as failed rather than leave it `running`, and let it show.
-        fail_run(db, run_id, f"unexpected {type(error).__name__}: {error}", requests=client.requests)
-        raise
-    try:
-        with db.atomic():
-            counts = save_papers(db, run_id, result.papers)
-            finish_run(
-                db, run_id, counts, requests=client.requests, total_results=result.total_results,
-                skipped=len(result.skipped),
-            )
-    except sqlite3.Error as error:
-        message = f"could not store the run ({error})"
+    with interruptions_recorded(db, run_id, lambda: client.requests):
         try:
-            fail_run(db, run_id, message, requests=client.requests)
-        except sqlite3.Error:
-            log.warning("could not record the failure of run %s either", run_id)
-        raise RunFailed(run_id, message) from None
-    except Exception as error:
-        # Rolled back by db.atomic(); as above, a bug is recorded and shown.
-        fail_run(db, run_id, f"unexpected {type(error).__name__}: {error}", requests=client.requests)
-        raise
+            result = client.search(query, max_results=max_results, page_size=page_size)
+        except (FetchError, ArxivAPIError) as error:
+            fail_run(db, run_id, str(error), requests=client.requests)
+            raise RunFailed(run_id, str(error)) from None
+        except Exception as error:
+            # A bug, not arXiv: record the run as failed rather than leave it `running`, and let it show.
+            fail_run(db, run_id, f"unexpected {type(error).__name__}: {error}", requests=client.requests)
+            raise
+        try:
+            with db.atomic():
+                counts = save_papers(db, run_id, result.papers)
+                finish_run(
+                    db, run_id, counts, requests=client.requests, total_results=result.total_results,
+                    skipped=len(result.skipped),
+                )
+        except sqlite3.Error as error:
+            message = f"could not store the run ({error})"
+            try:
+                fail_run(db, run_id, message, requests=client.requests)
+            except sqlite3.Error:
+                log.warning("could not record the failure of run %s either", run_id)
+            raise RunFailed(run_id, message) from None
+        except Exception as error:
+            # Rolled back by db.atomic(); as above, a bug is recorded and shown.
+            fail_run(db, run_id, f"unexpected {type(error).__name__}: {error}", requests=client.requests)
+            raise
     return RunReport(
         run_id=run_id, counts=counts, requests=client.requests, skipped=len(result.skipped),
         total_results=result.total_results, scanned=len(result.papers) + len(result.skipped),

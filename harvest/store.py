@@ -24,6 +24,7 @@ from . import __version__
 SCHEMA_VERSION = 1
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
+INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
 
 # Columns a version row copies from the paper as served.
 VERSION_COLUMNS = ("updated", "title", "summary", "authors", "categories", "comment", "journal_ref", "doi")

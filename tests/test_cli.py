@@ -56,13 +56,51 @@ def test_harvest_failure_is_one_line_and_non_zero(fake_arxiv, db_path, config_pa
     ]
 
 
-def test_unreachable_api_fails_after_retries(db_path, config_path, sleeps):
+def test_unreachable_api_fails_after_retries_naming_the_endpoint(db_path, config_path, sleeps):
     # Nothing listens on port 9 of the loopback: every attempt is refused.
     result = invoke("harvest", "--db", db_path, "--config", config_path, "--api-url", "http://127.0.0.1:9/api/query")
     assert result.exit_code == 1
     assert result.output == (
-        "Error: harvest failed: cannot reach the arXiv API (start=0): ConnectionError (gave up after 6 attempts)\n"
+        "Error: harvest failed: cannot reach the arXiv API at http://127.0.0.1:9/api/query (start=0): connection refused "
+        "(gave up after 6 attempts); check the network, or change the endpoint with --api-url, $ARXIV_API_URL "
+        "or api_url in config.json\n"
     )
+    assert rows(db_path, "select requests from runs") == [{"requests": 6}]
+
+
+@pytest.mark.parametrize(
+    "api_url, reason",
+    [
+        ("notaurl", "Invalid URL 'notaurl': No scheme supplied. Perhaps you meant https://notaurl?"),
+        ("ftp://export.arxiv.org/api/query", "No connection adapters were found for 'ftp://export.arxiv.org/api/query'"),
+        ("http://", "Invalid URL 'http://': No host supplied"),
+    ],
+)
+def test_an_api_url_that_can_never_work_fails_at_once(api_url, reason, db_path, config_path, sleeps):
+    """No retry can mend a malformed URL: one attempt, no waits, a line saying how to fix it, run recorded."""
+    result = invoke("harvest", "--db", db_path, "--config", config_path, "--api-url", api_url)
+    message = (
+        f"{api_url!r} is not a usable arXiv API URL ({reason}); "
+        "change the endpoint with --api-url, $ARXIV_API_URL or api_url in config.json"
+    )
+    assert (result.exit_code, result.output) == (1, f"Error: harvest failed: {message}\n")
+    assert sleeps == []
+    assert rows(db_path, "select status, error, requests from runs") == [{"status": "failed", "error": message, "requests": 1}]
+
+
+def test_verbose_logs_each_request_that_succeeds(fake_arxiv, db_path, config_path, sleeps):
+    fake_arxiv.papers = [make_paper(n) for n in range(1, 4)]
+    config_path.write_text(json.dumps({"query": "all:x", "delay_seconds": 0, "page_size": 2}))
+    process = subprocess.run(
+        [sys.executable, "-m", "harvest", "-v", "harvest", "--db", str(db_path), "--config", str(config_path),
+         "--api-url", fake_arxiv.url], capture_output=True, text=True, timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    logged = [line for line in process.stderr.splitlines() if line.startswith("INFO harvest.fetch")]
+    assert [line.rsplit(" in ", 1)[0] for line in logged] == [
+        "INFO harvest.fetch: arXiv API start=0: 2 entries of 3",
+        "INFO harvest.fetch: arXiv API start=2: 1 entries of 3",
+    ]
 
 
 def test_original_tracker_keys_are_ignored_with_a_notice(fake_arxiv, db_path, tmp_path, sleeps):

@@ -193,13 +193,14 @@ def test_slow_answer_beyond_the_timeout_is_a_timeout(fake_arxiv, after_first_run
 # ------------------------------------------------------------------ persistent faults
 
 GAVE_UP = " (gave up after 6 attempts)"
+UNREACHABLE = "; check the network, or change the endpoint with --api-url, $ARXIV_API_URL or api_url in config.json"
 PERSISTENT = {
     "http500": "arXiv API answered HTTP 500 (start=10)" + GAVE_UP,
     "http503": "arXiv API answered HTTP 503 (start=10)" + GAVE_UP,
     "http429": "arXiv API answered HTTP 429 (start=10)" + GAVE_UP,
     "http406": "arXiv API answered HTTP 406 (start=10)" + GAVE_UP,
     "timeout": "arXiv API timed out (start=10)" + GAVE_UP,
-    "reset": "cannot reach the arXiv API (start=10): ConnectionError" + GAVE_UP,
+    "reset": "cannot reach the arXiv API at {url} (start=10): connection reset" + GAVE_UP + UNREACHABLE,
     "cut": "arXiv API closed the connection mid-response (start=10)" + GAVE_UP,
     "truncated": "unreadable arXiv response (start=10): response is not well-formed XML (<unknown>:{line}:4: unclosed token)" + GAVE_UP,
     "empty": "arXiv returned an empty page at start=10 although totalResults is 25" + GAVE_UP,
@@ -234,7 +235,7 @@ def test_persistent_fault_fails_cleanly_and_the_next_run_stores_everything(
     fake_arxiv.faults = {n: fault for n in range(2, 8)}
     fake_arxiv.timeout_seconds = 0.6
     result = harvest_cli(fake_arxiv, db_path, config_path, timeout="0.3")
-    message = PERSISTENT[fault].format(line=_truncated_line(fake_arxiv))
+    message = PERSISTENT[fault].format(line=_truncated_line(fake_arxiv), url=fake_arxiv.url)
     assert (result.exit_code, result.output) == (1, f"Error: harvest failed: {message}\n")
     assert asked(fake_arxiv) == [0] + [10] * 6
     assert sleeps == ([1.0] * 5 if fault in ("http503", "http429") else [])
@@ -251,7 +252,7 @@ def _truncated_line(fake: FakeArxiv) -> int:
     "faults, starts, message",
     [
         ({n: "http503" for n in range(1, 7)}, [0] * 6, "arXiv API answered HTTP 503 (start=0)" + GAVE_UP),
-        ({n: "reset" for n in range(3, 9)}, [0, 10] + [20] * 6, "cannot reach the arXiv API (start=20): ConnectionError" + GAVE_UP),
+        ({n: "reset" for n in range(3, 9)}, [0, 10] + [20] * 6, "cannot reach the arXiv API at {url} (start=20): connection reset" + GAVE_UP + UNREACHABLE),
         (
             {2: "http500", 3: "reset", 4: "cut", 5: "empty", 6: "html200", 7: "http406"}, [0] + [10] * 6,
             "arXiv API answered HTTP 406 (start=10)" + GAVE_UP,  # the last cause is named
@@ -269,6 +270,7 @@ def test_persistent_fault_anywhere_leaves_papers_as_before(
     before = dump(db_path)
     fake_arxiv.faults = faults
     result = harvest_cli(fake_arxiv, db_path, config_path)
+    message = message.format(url=fake_arxiv.url)
     assert (result.exit_code, result.output) == (1, f"Error: harvest failed: {message}\n")
     assert asked(fake_arxiv) == starts
     check_failed_then_recovered(fake_arxiv, db_path, config_path, before, reference_after_failure, message, len(starts))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from harvest.store import INTERRUPTED
+from harvest.store import INTERRUPTED, INTERRUPTED_BY_USER
 
 from .dumps import PAPER_TABLES, dump, integrity, runs
 from .fake_arxiv import FakeArxiv, make_paper
@@ -375,7 +375,7 @@ def test_sigkill_during_a_backfill_keeps_whole_windows_and_resumes(tmp_path):
 @pytest.mark.parametrize("sig, code, stderr", [(signal.SIGINT, 1, "\nAborted!\n"), (signal.SIGTERM, -signal.SIGTERM, "")])
 def test_interrupt_or_terminate_mid_fetch_stores_nothing_and_the_next_run_recovers(sig, code, stderr, tmp_path):
     """Ctrl-C (click prints "Aborted!") or SIGTERM (a CI timeout) while pages are fetched: nothing
-    stored, the run left `running` is closed as interrupted by the next run, which stores all."""
+    stored, the run is recorded as interrupted at once, and the next run stores all."""
     db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=10)
     with FakeArxiv() as fake:
         fake.papers = [make_paper(n) for n in range(1, 51)]
@@ -389,14 +389,16 @@ def test_interrupt_or_terminate_mid_fetch_stores_nothing_and_the_next_run_recove
         assert (process.returncode, stdout, err) == (code, "", stderr)
         assert integrity(db_path) == ("ok", "ok")
         assert current_papers(db_path) == []
-        assert [(r["id"], r["status"]) for r in runs(db_path)] == [(1, "running")]
+        assert [(r["id"], r["status"], r["error"], r["requests"]) for r in runs(db_path)] == [
+            (1, "failed", INTERRUPTED_BY_USER, len(fake.requests))
+        ]
         fake.faults = {}
         again = subprocess.run(
             [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
              "--api-url", fake.url, "--delay", "0"], cwd=REPO, capture_output=True, text=True, timeout=60,
         )
         assert (again.returncode, again.stdout) == (0, "harvest: 50 new, 0 updated, 0 unchanged (5 requests)\n")
-    assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [(1, "failed", INTERRUPTED), (2, "ok", None)]
+    assert [(r["id"], r["status"], r["error"]) for r in runs(db_path)] == [(1, "failed", INTERRUPTED_BY_USER), (2, "ok", None)]
 
 
 def test_harvest_during_a_backfill_is_refused_and_neither_is_harmed(tmp_path):
