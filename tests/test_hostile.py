@@ -96,7 +96,10 @@ def test_readme_section_stays_well_formed(hostile_db, tmp_path):
     text = readme.read_text()
     assert (text.count(START_MARKER), text.count(END_MARKER)) == (1, 1)
     assert text.startswith("# ArXiv Daily\n\nIntro.\n") and text.endswith(END_MARKER)
-    assert HUGE.strip() in text  # the 100 KB abstract whole, nothing cut
+    # The 100 KB abstract is cut, visibly, at 5,000 characters; the 500 authors at 200.
+    assert HUGE.strip() not in text
+    assert f"**Summary:** {HUGE.strip()[:5000]} … [cut: 5,000 of {len(HUGE.strip()):,} characters shown]...\n\n" in text
+    assert "**Authors:** Author 001, Author 002, " in text and ", Author 200, … and 300 more\n\n" in text
 
     # Every paper is there, in order, written verbatim but for "<!--" (the original tracker's
     # format, which its readers' tools parse): each block whole, each at its own number.
@@ -104,9 +107,13 @@ def test_readme_section_stays_well_formed(hostile_db, tmp_path):
     assert len(papers) == 12
     position = text.index(START_MARKER)
     for number, (arxiv_id, version, title, summary, authors) in enumerate(papers, 1):
+        authors = json.loads(authors)
+        authors = ", ".join(authors) if len(authors) <= 200 else ", ".join(authors[:200]) + f", … and {len(authors) - 200} more"
+        if len(summary) > 5000:
+            summary = f"{summary[:5000]} … [cut: 5,000 of {len(summary):,} characters shown]"
         block = (
             f"### {number}. {title.replace('<!--', '&lt;!--')}\n\n"
-            f"**Authors:** {', '.join(json.loads(authors)).replace('<!--', '&lt;!--')}\n\n"
+            f"**Authors:** {authors.replace('<!--', '&lt;!--')}\n\n"
         )
         tail = (
             f"**ID:** {arxiv_id}v{version}\n\n"
