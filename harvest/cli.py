@@ -14,7 +14,7 @@ from . import __version__
 from .config import ConfigError, load_config
 from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfill
 from .fetch import ArxivClient, RecordedPages
-from .readme import ReadmeError, render_section, replace_section
+from .readme import ReadmeError, render_section, update_file
 from .runner import RunFailed, run_harvest
 from .serve import ServeError, check_files, datasette_argv, site_url
 from .store import StoreError, open_db, writing
@@ -135,22 +135,12 @@ def readme(db_path: str, readme_path: str, config_path: str):
         db.close()
     path = Path(readme_path)
     try:
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
-        new = replace_section(old, section)
-    except (OSError, UnicodeDecodeError) as error:
-        raise click.ClickException(f"{path}: cannot read ({error})")
+        changed = update_file(path, section)
     except ReadmeError as error:
         raise click.ClickException(f"{path}: {error}")
-    if new == old:
+    if not changed:
         click.echo(f"readme: {path} unchanged")
         return
-    try:
-        # Write beside, then rename: a crash never leaves a half-written README.
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as error:
-        raise click.ClickException(f"{path}: cannot write ({error.strerror})")
     click.echo(f"readme: {path} updated")
 
 

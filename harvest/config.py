@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .files import LocalFileError, read_small_file
+
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
+# A config is a few hundred bytes; anything near this is not one.
+MAX_CONFIG_BYTES = 1_000_000
 # Keys of the original tracker that mean nothing here: accepted, announced, ignored.
 IGNORED_KEYS = ("output_dir", "known_papers_file")
 
@@ -93,9 +97,11 @@ def load_config(path: str | os.PathLike) -> Config:
     """Read `path` as JSON and check it. Raises ConfigError with one line a user can act on."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small_file(path, max_bytes=MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found")
+    except LocalFileError as error:
+        raise ConfigError(f"{path}: {error}")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file ({error})")
     try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
-import time
 import xml.sax
 from dataclasses import dataclass, field
 
@@ -12,31 +12,71 @@ import feedparser
 
 log = logging.getLogger(__name__)
 
-# Every id form arXiv serves, anchored at the end of an abs URL:
+# Every id form arXiv serves, as a whole: a bare id, or everything after `/abs/` in an abs URL
+# (`.../abs/12603.00011v1` is not 2603.00011, whose digits it ends with):
 #   2512.04045v1, 0704.0001 (2007: no version), cond-mat/0603304v2, math.GT/0309136v1,
 #   solv-int/9901001v1 (the archive name itself contains a "v").
 ID_RE = re.compile(
-    r"(?P<arxiv_id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Za-z-]+)?/\d{7})(?:v(?P<version>\d+))?/?$"
+    r"(?:^|/abs/)(?P<arxiv_id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Za-z-]+)?/\d{7})(?:v(?P<version>\d+))?/?$"
 )
 
 
-# C0 controls XML 1.0 forbids. One of them in one abstract would make the whole page "not
-# well-formed" on every retry and every run; in UTF-8 these bytes occur only as themselves.
-XML_ILLEGAL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Characters XML 1.0 forbids: C0 controls but tab, LF and CR, and U+FFFE / U+FFFF (surrogates
+# cannot survive the UTF-8 decoding below). One of them in one abstract would make the whole
+# page "not well-formed" on every retry and every run.
+XML_ILLEGAL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # The same characters, and surrogates (which crash feedparser), written as references: &#1; &#xD800;
-CHAR_REF = re.compile(rb"&#(x[0-9a-fA-F]+|[0-9]+);")
+CHAR_REF = re.compile(r"&#(x[0-9a-fA-F]+|[0-9]+);")
 
 
 def _xml_char(code: int) -> bool:
     return code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
 
 
-def _drop_forbidden_ref(match: re.Match) -> bytes:
-    number = match.group(1).lstrip(b"x0") or b"0"
+def _drop_forbidden_ref(match: re.Match) -> str:
+    number = match.group(1).lstrip("x0") or "0"
     if len(number) > 8:  # beyond Unicode (and too long for int() to read safely)
-        return b""
-    code = int(number, 16) if match.group(1).startswith(b"x") else int(number)
-    return match.group(0) if _xml_char(code) else b""
+        return ""
+    code = int(number, 16) if match.group(1).startswith("x") else int(number)
+    return match.group(0) if _xml_char(code) else ""
+
+
+def _clean_utf8(body: bytes) -> bytes:
+    """`body` as valid UTF-8 holding only characters XML 1.0 allows.
+
+    arXiv serves UTF-8. Left to itself, feedparser reads a page holding one invalid byte as
+    another charset, and every non-ASCII character of every paper on it comes out garbled
+    (`Schrödinger` as `SchrĂśdinger`). Here each invalid sequence (a stray byte, an encoded
+    surrogate, an overlong form) becomes U+FFFD where it stands, so it damages only the text
+    that held it.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        log.warning("response is not valid UTF-8: invalid bytes replaced with %d U+FFFD",
+                    text.count("\ufffd") - body.count("\ufffd".encode()))
+    return CHAR_REF.sub(_drop_forbidden_ref, XML_ILLEGAL_CHARS.sub("", text)).encode("utf-8")
+
+
+def _iso(raw: str | None, field_name: str, entry_id: str) -> str | None:
+    """arXiv's timestamp as `YYYY-MM-DDTHH:MM:SSZ` (UTC, four-digit year), or None with a warning
+    when it is not a real moment (`0000-01-01`, February 30, 25 o'clock).
+
+    Read from the text, not feedparser's struct: that one rolls February 30 over into March and
+    keeps year 0, which time.strftime writes as `0`.
+    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(raw.strip())
+        if moment.tzinfo is not None:  # arXiv writes Z; a naive time is taken as UTC, as feedparser does
+            moment = moment.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        log.warning("entry %s: %s %r is not a date; stored as null", entry_id, field_name, raw)
+        return None
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 # arXiv papers reach a few dozen versions; SQLite integers end at 2**63. A larger number is
@@ -74,10 +114,6 @@ def split_id(url_or_id: str) -> tuple[str, int | None]:
     return match.group("arxiv_id"), int(version) if version else None
 
 
-def _iso(parsed: time.struct_time | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", parsed) if parsed else None
-
-
 def _link(entry, *, rel: str | None = None, title: str | None = None) -> str | None:
     for link in entry.get("links", []):
         if rel is not None and link.get("rel") == rel and not link.get("title"):
@@ -113,8 +149,8 @@ def _paper(entry) -> dict:
         "authors": [author.get("name", "") for author in entry.get("authors", [])],
         "primary_category": primary,
         "categories": categories,
-        "published": _iso(entry.get("published_parsed")),
-        "updated": _iso(entry.get("updated_parsed")),
+        "published": _iso(entry.get("published"), "published", entry.id),
+        "updated": _iso(entry.get("updated"), "updated", entry.id),
         "comment": entry.get("arxiv_comment"),
         "journal_ref": entry.get("arxiv_journal_ref"),
         "doi": entry.get("arxiv_doi"),
@@ -144,9 +180,10 @@ def parse_feed(body: bytes) -> Feed:
     its reason recorded in `skipped`. Raises ArxivAPIError for arXiv's error feed and ParseError
     for anything that is not a complete arXiv Atom feed.
     """
-    body = CHAR_REF.sub(_drop_forbidden_ref, XML_ILLEGAL_BYTES.sub(b"", body))
+    body = _clean_utf8(body)
     try:
-        parsed = feedparser.parse(body)
+        # The charset is stated, so feedparser never guesses another one.
+        parsed = feedparser.parse(body, response_headers={"content-type": "application/atom+xml; charset=utf-8"})
     except Exception as error:  # untrusted bytes: whatever feedparser trips on is a bad response
         raise ParseError(f"response could not be parsed ({type(error).__name__}: {error})") from None
     if parsed.get("bozo") and isinstance(parsed.get("bozo_exception"), xml.sax.SAXException):

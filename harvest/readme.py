@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import stat
+import tempfile
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from .files import LocalFileError, read_small_file
+
 START_MARKER = "<!-- ARXIV_PAPERS_START -->"
 END_MARKER = "<!-- ARXIV_PAPERS_END -->"
 EMPTY_HEADLINE = "## 🥳 No new papers today. Take it easy and recharge!"
+
+# GitHub stops rendering a README past 512 KB; the section stays well inside that, leaving room
+# for the rest of the file. Papers that do not fit are counted in the closing line instead.
+SECTION_BUDGET_BYTES = 400_000
+# Per paper, bounds far above real papers (of the 1,448 in tests/fixtures/ai4mat: abstracts up to
+# 2,346 characters, up to 144 authors, names up to 37 characters, titles up to 186), so only an
+# abnormal paper is cut, and visibly.
+MAX_TITLE_CHARS = 1_000
+MAX_SUMMARY_CHARS = 5_000
+MAX_AUTHORS = 200
+MAX_AUTHOR_CHARS = 300
+# A README larger than this is not one; refuse it rather than read it.
+MAX_README_BYTES = 32_000_000
 
 
 class ReadmeError(Exception):
@@ -60,17 +79,29 @@ def _stamp(finished_at: str, zone: ZoneInfo, label: str) -> str:
     return f"*Last updated: {moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')} ({label})*\n\n"
 
 
+def _cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and a visible note of the cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … [cut: {limit:,} of {len(text):,} characters shown]"
+
+
+def _authors(names: list[str]) -> str:
+    shown = ", ".join(_cut(name, MAX_AUTHOR_CHARS) for name in names[:MAX_AUTHORS])
+    rest = len(names) - MAX_AUTHORS
+    return f"{shown}, … and {rest:,} more" if rest > 0 else shown
+
+
 def _paper_block(index: int, paper: dict) -> str:
     entry_url = f"http://arxiv.org/abs/{paper['arxiv_id']}v{paper['version']}"
-    authors = ", ".join(json.loads(paper["authors"]))
     return (
-        f"### {index}. {_safe(paper['title'])}\n\n"
-        f"**Authors:** {_safe(authors)}\n\n"
+        f"### {index}. {_safe(_cut(paper['title'], MAX_TITLE_CHARS))}\n\n"
+        f"**Authors:** {_safe(_authors(json.loads(paper['authors'])))}\n\n"
         f"**Published:** {(paper['published'] or '')[:10]}\n\n"
-        f"**Category:** {_safe(paper['primary_category'] or '')}\n\n"
+        f"**Category:** {_safe(_cut(paper['primary_category'] or '', MAX_TITLE_CHARS))}\n\n"
         f"**ID:** {paper['arxiv_id']}v{paper['version']}\n\n"
         f"**Link:** [{entry_url}]({entry_url})\n\n"
-        f"**Summary:** {_safe(paper['summary'])}...\n\n"
+        f"**Summary:** {_safe(_cut(paper['summary'], MAX_SUMMARY_CHARS))}...\n\n"
         "---\n\n"
     )
 
@@ -87,7 +118,9 @@ def render_section(
 
     Lists the versions first seen in the latest successful run (at most `max_papers`, newest
     first, then one line counting the rest). With no successful run, or none new, the section
-    says so. The stamp is that run's finish time in `zone`.
+    says so. The stamp is that run's finish time in `zone`. The section is at most
+    SECTION_BUDGET_BYTES of UTF-8: an abnormally long title, abstract or author list is cut with
+    a note, and papers that would not fit are left to the closing line's count.
     """
     run = latest_ok_run(db)
     papers = run_papers(db, run["id"]) if run else []
@@ -96,8 +129,17 @@ def render_section(
         body = f"{EMPTY_HEADLINE}\n\n{stamp}"
     else:
         body = f"## New Papers ({len(papers)})\n\n{stamp}"
-        body += "".join(_paper_block(index, paper) for index, paper in enumerate(papers[:max_papers], 1))
-        rest = len(papers) - max_papers
+        # Room for the markers and the closing line (its link comes from config; bounded here).
+        used = len(f"{START_MARKER}\n\n{body}\n{END_MARKER}".encode()) + 300 + len((more_url or "").encode())
+        shown = 0
+        for index, paper in enumerate(papers[:max_papers], 1):
+            block = _paper_block(index, paper)
+            used += len(block.encode())
+            if used > SECTION_BUDGET_BYTES:
+                break
+            body += block
+            shown = index
+        rest = len(papers) - shown
         if rest > 0:
             where = f"[the full list]({more_url.rstrip('/')}/ai4mat/new_today)" if more_url else "the `new_today` query of the dataset"
             body += f"*…and {rest} more paper{'s' if rest != 1 else ''} from this run: see {where}.*\n\n"
@@ -122,3 +164,55 @@ def replace_section(readme: str, section: str) -> str:
     if readme.count(START_MARKER) > 1:
         raise ReadmeError(f"README has more than one {START_MARKER}; keep one section and rerun")
     return readme[:start] + section + readme[end + len(END_MARKER):]
+
+
+def update_file(path: str | os.PathLike, section: str) -> bool:
+    """Put `section` into the README at `path` (created if missing); False if it was already there.
+
+    Writes a unique temporary file beside the real file (through a symlink, beside its target)
+    and renames it over, so concurrent runs never share a temporary file, a crash or a full disk
+    never leaves a half-written README, and a failed write leaves no temporary file behind.
+    Raises ReadmeError, in one line, when the file cannot be read, is not a regular file, is
+    absurdly large, has broken markers, or cannot be written.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        old = read_small_file(target, max_bytes=MAX_README_BYTES).decode("utf-8")
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        old, mode = "", None
+    except LocalFileError as error:
+        raise ReadmeError(str(error)) from None
+    except UnicodeDecodeError as error:
+        raise ReadmeError(f"cannot read ({error})") from None
+    except OSError as error:
+        raise ReadmeError(f"cannot read ({error.strerror or error})") from None
+    new = replace_section(old, section)
+    if new == old:
+        return False
+    try:
+        _write_beside(target, new, mode)
+    except OSError as error:
+        raise ReadmeError(f"cannot write ({error.strerror or error})") from None
+    return True
+
+
+def _write_beside(target: Path, text: str, mode: int | None) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is None:  # a new file gets the usual mode, not mkstemp's 0600
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -4,12 +4,18 @@
 # README.md and ai4mat.db live there); the site files come from this repository.
 #
 #   AI4MAT_PREVIOUS_DB_URL  where the previous ai4mat.db is published (e.g. the latest GitHub
-#                           release asset). Unset: keep the local file, or start empty.
-#                           HTTP 404: the first run, start empty. Any other failure stops the job,
-#                           so a network hiccup never publishes a dataset that forgot its past.
+#                           release asset); its checksum is read from the same release
+#                           (<url>.sha256, after resolving a "latest" redirect). Unset: keep the
+#                           local file, or start empty. The download must match the checksum and
+#                           pass PRAGMA integrity_check; any failure, HTTP 404 included, stops the
+#                           job, so a missing asset or a network hiccup never publishes a dataset
+#                           that forgot its past.
+#   AI4MAT_START_EMPTY=1    the very first run: when no previous database is published (HTTP 404),
+#                           start an empty one instead of stopping. Never the default.
 #   ARXIV_API_URL           the arXiv API endpoint (tests point it at a local fake).
 #   AI4MAT_DB               the database file (default ai4mat.db).
 #   AI4MAT_DOWNLOAD_RETRIES retries of that download on a transient error (default 3).
+#   PYTHON                  the interpreter with sqlite3 for the integrity check (default python3).
 #   GITHUB_OUTPUT           (set by GitHub Actions) receives harvest_failed=true|false, so the
 #                           workflow can publish the record of a failure and still end red.
 set -euo pipefail
@@ -21,26 +27,61 @@ plugins="$repo/plugins"
 
 log() { echo "daily: $*" >&2; }
 
+stop() { rm -f "$db.download" "$db.download.sha256"; log "$*"; exit 1; }
+
+# download URL FILE: prints the HTTP status; fails only when no answer came at all.
+download() {
+  curl --silent --show-error --location --retry "${AI4MAT_DOWNLOAD_RETRIES:-3}" --retry-delay 5 \
+    --output "$2" --write-out '%{http_code}' "$1"
+}
+
 if [ -n "${AI4MAT_PREVIOUS_DB_URL:-}" ]; then
   log "fetching the previous database from $AI4MAT_PREVIOUS_DB_URL"
-  status="$(curl --silent --show-error --location --retry "${AI4MAT_DOWNLOAD_RETRIES:-3}" --retry-delay 5 \
-    --output "$db.download" --write-out '%{http_code}' "$AI4MAT_PREVIOUS_DB_URL")" || {
-    rm -f "$db.download"
-    log "could not download the previous database; stopping rather than starting over"
-    exit 1
-  }
+  # Pin "latest" to one release first (one redirect hop), so the file and its checksum come from
+  # the same release even if a new one is published between the two downloads.
+  answer="$(curl --silent --show-error --head --retry "${AI4MAT_DOWNLOAD_RETRIES:-3}" --retry-delay 5 \
+    --output /dev/null --write-out '%{http_code} %{redirect_url}' "$AI4MAT_PREVIOUS_DB_URL")" ||
+    stop "could not download the previous database; stopping rather than starting over"
+  db_url="$AI4MAT_PREVIOUS_DB_URL"
+  case "$answer" in
+    3??\ */"$(basename "$AI4MAT_PREVIOUS_DB_URL")") db_url="${answer#* }" ;;
+  esac
+  status="$(download "$db_url" "$db.download")" ||
+    stop "could not download the previous database; stopping rather than starting over"
   case "$status" in
     200)
+      sha_status="$(download "$db_url.sha256" "$db.download.sha256")" ||
+        stop "could not download the previous database's checksum; stopping rather than starting over"
+      [ "$sha_status" = 200 ] ||
+        stop "no checksum published beside the previous database ($db_url.sha256: HTTP $sha_status); stopping rather than using an unchecked file"
+      expected="$(head -c 200 "$db.download.sha256" | awk 'NR == 1 { print $1 }')"
+      actual="$(sha256sum "$db.download" | awk '{ print $1 }')"
+      [ "$expected" = "$actual" ] ||
+        stop "the previous database does not match its published checksum (sha256 $actual, published ${expected:-nothing}); stopping rather than building on a damaged file"
+      check="$("${PYTHON:-python3}" -c '
+import sqlite3, sys
+try:
+    conn = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+    print(" ".join(row[0] for row in conn.execute("PRAGMA integrity_check")))
+except sqlite3.DatabaseError as error:
+    print(error)
+' "$db.download" 2>&1)" || true
+      [ "$check" = ok ] ||
+        stop "the previous database fails PRAGMA integrity_check ($(echo "$check" | head -c 200)); stopping rather than building on a damaged file"
+      rm -f "$db.download.sha256"
       mv "$db.download" "$db"
+      log "previous database verified: sha256 $actual, integrity ok"
       ;;
     404)
-      rm -f "$db.download" "$db"
-      log "no previous database published yet (HTTP 404): starting an empty one"
+      if [ "${AI4MAT_START_EMPTY:-}" = 1 ]; then
+        rm -f "$db.download" "$db"
+        log "no previous database published (HTTP 404) and AI4MAT_START_EMPTY=1: starting an empty one"
+      else
+        stop "no previous database at $db_url (HTTP 404); stopping rather than starting over. On the very first run, set AI4MAT_START_EMPTY=1 (workflow input start_empty)"
+      fi
       ;;
     *)
-      rm -f "$db.download"
-      log "downloading the previous database failed with HTTP $status; stopping rather than starting over"
-      exit 1
+      stop "downloading the previous database failed with HTTP $status; stopping rather than starting over"
       ;;
   esac
 elif [ -e "$db" ]; then

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -494,3 +497,120 @@ def test_disk_full_before_a_new_dataset_gets_its_schema(fake_arxiv, tmp_path, co
         result = harvest(fake_arxiv, db_path, config_file)
         assert (result.exit_code, result.output) == (0, "harvest: 5 new, 0 updated, 0 unchanged (1 request)\n")
         assert integrity(db_path) == ("ok", "ok")
+
+
+# ------------------------------------------------------------------ config and README files that are not files
+
+def ai4mat_process(*args, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`python -m harvest` as a real process, its memory capped at 1 GiB: reading /dev/zero once
+    ran until memory ran out, and reading a named pipe waited forever (the timeout shows it)."""
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "harvest", *map(str, args)], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout, preexec_fn=cap_memory,
+    )
+
+
+SPECIAL_FILES = {
+    "named-pipe": (lambda p: os.mkfifo(p) or p, "not a regular file (a pipe or device); refusing to read it"),
+    "dev-zero": (lambda p: Path("/dev/zero"), "not a regular file (a pipe or device); refusing to read it"),
+    "3-GB-file": (lambda p: os.truncate(p.touch() or p, 3_000_000_000) or p, "3,000,000,000 bytes, too large to be this file (at most {limit}); refusing to read it"),
+}
+
+
+@pytest.mark.parametrize("kind", SPECIAL_FILES)
+@pytest.mark.parametrize("option", ["--config", "--readme"])
+def test_config_or_readme_that_is_not_a_plain_file_is_refused(kind, option, harvested, fake_arxiv, tmp_path, config_file):
+    make, message = SPECIAL_FILES[kind]
+    special = make(tmp_path / "special")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Tracker\n")
+    states = file_state(harvested), file_state(readme), directory_listing(tmp_path)
+    if option == "--config":
+        args = ("harvest", "--db", harvested, "--config", special, "--api-url", fake_arxiv.url)
+        limit = "1,000,000"
+    else:
+        args = ("readme", "--db", harvested, "--readme", special, "--config", config_file)
+        limit = "32,000,000"
+    process = ai4mat_process(*args)
+    assert (process.returncode, process.stdout, process.stderr) == (1, "", f"Error: {special}: {message.format(limit=limit)}\n")
+    assert fake_arxiv.requests == []
+    assert (file_state(harvested), file_state(readme), directory_listing(tmp_path)) == states
+
+
+# ------------------------------------------------------------------ writing the README
+
+CONCURRENT_WRITER = """
+import sys
+import click
+from harvest.cli import cli
+
+failures = []
+for _ in range(int(sys.argv[1])):
+    try:
+        cli.main(sys.argv[2:], standalone_mode=False)
+    except click.ClickException as error:
+        failures.append(error.format_message())
+print(f"{len(failures)} failed", *sorted(set(failures)), sep="\\n", file=sys.stderr)
+"""
+
+
+def test_concurrent_readme_runs_all_succeed(harvested, tmp_path, config_file):
+    """Concurrent `ai4mat readme` runs shared one `.README.md.tmp`: one renamed it away while
+    another was writing or about to rename it (41 of 150 failed). Five processes, each with its
+    own time zone label so that every run rewrites the section, run `readme` 100 times at once."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# Tracker\n")
+    processes = []
+    for writer in range(5):
+        config = tmp_path / f"config{writer}.json"
+        config.write_text(json.dumps({"query": "q", "timezone": "UTC", "timezone_label": f"L{writer}"}))
+        args = ["readme", "--db", harvested, "--readme", readme, "--config", config]
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_WRITER, "100", *map(str, args)], cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        ))
+    reports = [process.communicate(timeout=120)[1] for process in processes]
+    assert reports == ["0 failed\n"] * 5
+    text = readme.read_text()
+    assert text.startswith("# Tracker\n\n\n<!-- ARXIV_PAPERS_START -->\n\n## New Papers (20)\n\n") and text.endswith("<!-- ARXIV_PAPERS_END -->")
+    assert directory_listing(tmp_path) == sorted(["README.md", "config.json", "data"] + [f"config{n}.json" for n in range(5)])
+
+
+def test_readme_on_a_full_disk_is_left_whole_with_no_temporary_file(harvested, tmp_path, config_file):
+    with tiny_disk(tmp_path / "disk", "64k") as disk:
+        readme = disk / "README.md"
+        readme.write_text("# Tracker\n\n<!-- ARXIV_PAPERS_START -->\nold\n<!-- ARXIV_PAPERS_END -->\n")
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"\0" * 4096):
+                pass
+        except OSError:  # ENOSPC: the disk is full
+            pass
+        finally:
+            os.close(filler)
+        before = file_state(readme)
+        result = invoke("readme", "--db", harvested, "--readme", readme, "--config", config_file)
+        assert (result.exit_code, result.output) == (1, f"Error: {readme}: cannot write (No space left on device)\n")
+        assert file_state(readme) == before
+        assert directory_listing(disk) == ["README.md", "filler"]
+
+
+def test_symlinked_readme_is_written_through_to_its_target(harvested, tmp_path, config_file):
+    """The symlink was replaced by a regular file, and its target left stale."""
+    (tmp_path / "docs").mkdir()
+    target = tmp_path / "docs" / "README.md"
+    target.write_text("# Tracker\n")
+    target.chmod(0o640)
+    link = tmp_path / "README.md"
+    link.symlink_to("docs/README.md")
+    result = invoke("readme", "--db", harvested, "--readme", link, "--config", config_file)
+    assert (result.exit_code, result.output) == (0, f"readme: {link} updated\n")
+    assert link.is_symlink() and os.readlink(link) == "docs/README.md"
+    assert target.read_text().startswith("# Tracker\n\n\n<!-- ARXIV_PAPERS_START -->\n\n## New Papers (20)\n\n")
+    assert oct(target.stat().st_mode & 0o777) == oct(0o640)
+    assert directory_listing(tmp_path / "docs") == ["README.md"]
+    assert invoke("readme", "--db", harvested, "--readme", link, "--config", config_file).output == f"readme: {link} unchanged\n"

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harvest.runner import run_harvest
 from harvest.store import writing
@@ -21,32 +22,63 @@ from .fake_arxiv import FakeArxiv
 from .site_data import FIRST, FOURTH, OLD_STYLE, ROOT, SECOND_V1, SECOND_V2
 
 DAILY = ROOT / "scripts" / "daily.sh"
+WORKFLOW = ROOT / ".github" / "workflows" / "daily.yml"
 README = "# Test dataset\n\n<!-- ARXIV_PAPERS_START -->\nold\n<!-- ARXIV_PAPERS_END -->\n"
 
 
 class Release:
-    """A local stand-in for the release server: path -> (status, body)."""
+    """A local stand-in for the release server: path -> (status, body), where a 3xx body is
+    the Location. With `gh_state` set it also serves what tests/fake_gh.py released, as GitHub
+    does: /latest/download/<asset> redirects to /download/<tag>/<asset>; drafts are invisible."""
 
     def __init__(self):
         self.files: dict[str, tuple[int, bytes]] = {}
+        self.gh_state: Path | None = None
         release = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):
-                status, body = release.files.get(self.path, (404, b"not found"))
+            def answer(self, send_body: bool):
+                status, body = release.lookup(self.path)
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", body.decode())
+                    body = b""
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if send_body:
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                self.answer(True)
+
+            def do_HEAD(self):
+                self.answer(False)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def lookup(self, path: str) -> tuple[int, bytes]:
+        if path in self.files:
+            return self.files[path]
+        if self.gh_state is not None and (self.gh_state / "releases.json").exists():
+            releases = json.loads((self.gh_state / "releases.json").read_text())
+            parts = path.strip("/").split("/")
+            if parts[:2] == ["latest", "download"] and len(parts) == 3:
+                published = [r for r in releases if not r["draft"] and r.get("latest_at") is not None]
+                if published:
+                    tag = max(published, key=lambda r: r["latest_at"])["tag"]
+                    return 302, self.url(f"/download/{tag}/{parts[2]}").encode()
+            if parts[:1] == ["download"] and len(parts) == 3:
+                release = next((r for r in releases if r["tag"] == parts[1] and not r["draft"]), None)
+                if release is not None and parts[2] in release["assets"]:
+                    return 200, (self.gh_state / "files" / parts[1] / parts[2]).read_bytes()
+        return 404, b"not found"
 
 
 @pytest.fixture
@@ -64,14 +96,15 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def daily(workdir: Path, fake: FakeArxiv, previous_url: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("AI4MAT_PREVIOUS_DB_URL", "AI4MAT_DB")}
+def daily(workdir: Path, fake: FakeArxiv, previous_url: str | None = None, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("AI4MAT_PREVIOUS_DB_URL", "AI4MAT_DB", "AI4MAT_START_EMPTY")}
     env["GITHUB_OUTPUT"] = str(workdir.parent / f"{workdir.name}.github_output")
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env["ARXIV_API_URL"] = fake.url
     env["AI4MAT_DOWNLOAD_RETRIES"] = "0"
     if previous_url is not None:
         env["AI4MAT_PREVIOUS_DB_URL"] = previous_url
+    env.update(extra_env)
     return subprocess.run(["bash", str(DAILY)], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -96,7 +129,12 @@ def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, t
     fake_arxiv.papers = [FIRST, SECOND_V1, OLD_STYLE]
     with writing(yesterday) as db:
         run_harvest(db, client_for(fake_arxiv), 'all:"materials discovery"')
-    release.files["/latest/ai4mat.db"] = (200, yesterday.read_bytes())
+    # "latest" redirects to one release; the checksum is read from that release, not from
+    # latest again (here latest's own checksum is another release's).
+    release.files["/latest/ai4mat.db"] = (302, release.url("/data-1/ai4mat.db").encode())
+    release.files["/data-1/ai4mat.db"] = (200, yesterday.read_bytes())
+    release.files["/data-1/ai4mat.db.sha256"] = (200, f"{sha256(yesterday)}  ai4mat.db\n".encode())
+    release.files["/latest/ai4mat.db.sha256"] = (200, f"{'0' * 64}  ai4mat.db\n".encode())
 
     fake_arxiv.papers = [FIRST, SECOND_V2, OLD_STYLE, FOURTH]
     result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
@@ -108,6 +146,7 @@ def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, t
     ]
     assert "## New Papers (2)" in (workdir / "README.md").read_text()
     assert not (workdir / "ai4mat.db.download").exists()
+    assert f"daily: previous database verified: sha256 {sha256(yesterday)}, integrity ok" in result.stderr.splitlines()
 
 
 def test_a_failed_download_stops_the_job_before_harvesting(workdir, fake_arxiv, release):
@@ -124,9 +163,9 @@ def test_a_failed_download_stops_the_job_before_harvesting(workdir, fake_arxiv, 
 def test_first_release_with_arxiv_down_starts_empty_and_still_publishes(workdir, fake_arxiv, release):
     # No release yet (HTTP 404), and the harvest fails: the failure is recorded and published.
     fake_arxiv.faults = {1: "error_feed"}
-    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
+    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"), AI4MAT_START_EMPTY="1")
     assert result.returncode == 0, result.stderr
-    assert "daily: no previous database published yet (HTTP 404): starting an empty one" in result.stderr.splitlines()
+    assert "daily: no previous database published (HTTP 404) and AI4MAT_START_EMPTY=1: starting an empty one" in result.stderr.splitlines()
     assert "Error: harvest failed: arXiv API error (HTTP 400): incorrect id format for abc" in result.stderr
     assert "::warning title=harvest failed::see the runs table of the published dataset" in result.stdout
     assert (workdir.parent / f"{workdir.name}.github_output").read_text() == "harvest_failed=true\n"
@@ -135,3 +174,137 @@ def test_first_release_with_arxiv_down_starts_empty_and_still_publishes(workdir,
     ]
     assert "No new papers today" in (workdir / "README.md").read_text()
     assert (workdir / "ai4mat.db.sha256").exists()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def released_db(tmp_path_factory, client_for, fake_arxiv) -> Path:
+    path = tmp_path_factory.mktemp("released") / "ai4mat.db"
+    fake_arxiv.papers = [FIRST, SECOND_V1, OLD_STYLE]
+    with writing(path) as db:
+        run_harvest(db, client_for(fake_arxiv), 'all:"materials discovery"')
+    fake_arxiv.requests.clear()
+    return path
+
+
+def local_db_kept(workdir: Path, before: bytes) -> None:
+    """A stopped job leaves the folder as it was: the local file, and no download beside it."""
+    assert sorted(p.name for p in workdir.iterdir()) == ["README.md", "ai4mat.db", "config.json"]
+    assert (workdir / "ai4mat.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["no-release", "release-without-asset"])
+def test_a_missing_previous_database_stops_unless_starting_empty_is_chosen(workdir, fake_arxiv, release, where):
+    """An HTTP 404 once deleted the local file and started empty: a release without the asset
+    made the next release hold only the newest results, as "latest"."""
+    if where == "release-without-asset":
+        release.files["/latest/ai4mat.db"] = (302, release.url("/data-1/ai4mat.db").encode())
+    url = release.url("/data-1/ai4mat.db") if where == "release-without-asset" else release.url("/latest/ai4mat.db")
+    (workdir / "ai4mat.db").write_bytes(b"local copy")
+    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"daily: no previous database at {url} (HTTP 404); stopping rather than starting over. "
+        "On the very first run, set AI4MAT_START_EMPTY=1 (workflow input start_empty)"
+    )
+    local_db_kept(workdir, b"local copy")
+    assert fake_arxiv.requests == []
+
+    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"), AI4MAT_START_EMPTY="1")
+    assert result.returncode == 0, result.stderr
+    assert [(r["id"], r["status"]) for r in rows(workdir / "ai4mat.db", "select * from runs")] == [(1, "ok")]
+
+
+CHECKSUMS = {
+    "wrong": (200, f"{'0' * 64}  ai4mat.db\n".encode()),
+    "empty": (200, b""),
+    "missing": (404, b"not found"),
+    "server-error": (500, b"boom"),
+}
+
+
+@pytest.mark.parametrize("checksum", CHECKSUMS.values(), ids=CHECKSUMS.keys())
+def test_a_download_that_does_not_match_its_checksum_stops(workdir, fake_arxiv, release, tmp_path_factory, client_for, checksum):
+    """The downloaded file was used without checking the published .sha256."""
+    previous = released_db(tmp_path_factory, client_for, fake_arxiv)
+    release.files["/latest/ai4mat.db"] = (200, previous.read_bytes())
+    release.files["/latest/ai4mat.db.sha256"] = checksum
+    (workdir / "ai4mat.db").write_bytes(b"local copy")
+    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
+    assert result.returncode == 1
+    status, _ = checksum
+    expected = (
+        f"daily: the previous database does not match its published checksum (sha256 {sha256(previous)}, "
+        f"published {'0' * 64 if checksum[1] else 'nothing'}); stopping rather than building on a damaged file"
+        if status == 200 else
+        f"daily: no checksum published beside the previous database ({release.url('/latest/ai4mat.db.sha256')}: "
+        f"HTTP {status}); stopping rather than using an unchecked file"
+    )
+    assert result.stderr.splitlines()[-1] == expected
+    local_db_kept(workdir, b"local copy")
+    assert fake_arxiv.requests == []
+
+
+def test_a_damaged_download_with_a_matching_checksum_stops(workdir, fake_arxiv, release, tmp_path_factory, client_for):
+    """A file damaged before its checksum was written (or not a database at all) fails PRAGMA integrity_check."""
+    previous = released_db(tmp_path_factory, client_for, fake_arxiv)
+    damaged = bytearray(previous.read_bytes())
+    page_size = int.from_bytes(damaged[16:18], "big")
+    for page in range(2, len(damaged) // page_size):  # scribble over the start of every page but the first
+        damaged[page * page_size : page * page_size + 16] = b"\xa5" * 16
+    release.files["/latest/ai4mat.db"] = (200, bytes(damaged))
+    release.files["/latest/ai4mat.db.sha256"] = (200, f"{hashlib.sha256(damaged).hexdigest()}  ai4mat.db\n".encode())
+    (workdir / "ai4mat.db").write_bytes(b"local copy")
+    result = daily(workdir, fake_arxiv, release.url("/latest/ai4mat.db"))
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("daily: the previous database fails PRAGMA integrity_check (") and last.endswith(
+        "); stopping rather than building on a damaged file"
+    ), last
+    assert "ok)" not in last
+    local_db_kept(workdir, b"local copy")
+    assert fake_arxiv.requests == []
+
+
+def release_step() -> str:
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["daily"]["steps"]
+    [step] = [s for s in steps if s.get("name", "").startswith("Release the database")]
+    return step["run"]
+
+
+def test_same_day_reruns_switch_latest_atomically(workdir, fake_arxiv, release, tmp_path):
+    """The workflow's own release step, run three times in one day against a stand-in for gh and
+    GitHub's downloads. A same-day rerun used `gh release upload --clobber`, replacing the two
+    assets one at a time, so latest/download could answer 404 or a file and a checksum that
+    disagree. At every change, what latest/download serves must be a complete, matching pair."""
+    state = tmp_path / "gh-state"
+    release.gh_state = state
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fake_gh.py"}" "$@"\n')
+    (bin_dir / "gh").chmod(0o755)
+    (workdir / "scripts").symlink_to(ROOT / "scripts")
+    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", "FAKE_GH_STATE": str(state)}
+    env.pop("AI4MAT_DB", None)
+    latest_url = release.url("/latest/download/ai4mat.db")
+    papers = [[FIRST, SECOND_V1], [FIRST, SECOND_V2, OLD_STYLE], [FIRST, SECOND_V2, OLD_STYLE, FOURTH]]
+    for day_run, served in enumerate(papers, 1):
+        fake_arxiv.papers = served
+        result = daily(workdir, fake_arxiv, latest_url, **({"AI4MAT_START_EMPTY": "1"} if day_run == 1 else {}))
+        assert result.returncode == 0, result.stderr
+        step = subprocess.run(["bash", "-e", "-c", release_step()], cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+        assert step.returncode == 0, step.stderr
+    served_log = [json.loads(line) for line in (state / "served.jsonl").read_text().splitlines()]
+    assert served_log[0] == {"tag": None, "db": None, "sha": None}
+    broken = [s for s in served_log if s["tag"] is not None and (s["db"] is None or s["sha"] != f"{s['db']}  ai4mat.db\n")]
+    assert broken == []
+    releases = json.loads((state / "releases.json").read_text())
+    assert [r["draft"] for r in releases] == [False, False, False]
+    assert len({r["tag"] for r in releases}) == 3
+    # Each run continued the one before: three runs, four papers, two versions of the second.
+    db = workdir / "ai4mat.db"
+    assert [(r["id"], r["new"], r["updated"]) for r in rows(db, "select * from runs")] == [(1, 2, 0), (2, 1, 1), (3, 1, 0)]
+    assert served_log[-1] == {"tag": releases[-1]["tag"], "db": sha256(db), "sha": (workdir / "ai4mat.db.sha256").read_text()}
+    assert [s["tag"] for s in served_log if s["tag"]][-1] == releases[-1]["tag"]

@@ -19,8 +19,10 @@ import random
 import sqlite3
 from pathlib import Path
 
+import feedparser
 import pytest
 from click.testing import CliRunner
+from datasette.app import Datasette
 
 from harvest.cli import cli
 from harvest.parse import ArxivAPIError, ParseError, parse_feed
@@ -29,6 +31,7 @@ from harvest.readme import END_MARKER, START_MARKER
 from .dumps import integrity
 from .fake_arxiv import FakeArxiv, make_paper, render_feed
 from .hostile_data import HOSTILE, HUGE, hostile_papers
+from .site_data import PLUGINS_DIR, load_metadata
 
 def stored_form(paper: dict, overrides: dict) -> dict:
     expected = {"title": " ".join(paper["title"].split()), "summary": paper["summary"].strip(), "authors": paper["authors"]}
@@ -93,7 +96,10 @@ def test_readme_section_stays_well_formed(hostile_db, tmp_path):
     text = readme.read_text()
     assert (text.count(START_MARKER), text.count(END_MARKER)) == (1, 1)
     assert text.startswith("# ArXiv Daily\n\nIntro.\n") and text.endswith(END_MARKER)
-    assert HUGE.strip() in text  # the 100 KB abstract whole, nothing cut
+    # The 100 KB abstract is cut, visibly, at 5,000 characters; the 500 authors at 200.
+    assert HUGE.strip() not in text
+    assert f"**Summary:** {HUGE.strip()[:5000]} … [cut: 5,000 of {len(HUGE.strip()):,} characters shown]...\n\n" in text
+    assert "**Authors:** Author 001, Author 002, " in text and ", Author 200, … and 300 more\n\n" in text
 
     # Every paper is there, in order, written verbatim but for "<!--" (the original tracker's
     # format, which its readers' tools parse): each block whole, each at its own number.
@@ -101,9 +107,13 @@ def test_readme_section_stays_well_formed(hostile_db, tmp_path):
     assert len(papers) == 12
     position = text.index(START_MARKER)
     for number, (arxiv_id, version, title, summary, authors) in enumerate(papers, 1):
+        authors = json.loads(authors)
+        authors = ", ".join(authors) if len(authors) <= 200 else ", ".join(authors[:200]) + f", … and {len(authors) - 200} more"
+        if len(summary) > 5000:
+            summary = f"{summary[:5000]} … [cut: 5,000 of {len(summary):,} characters shown]"
         block = (
             f"### {number}. {title.replace('<!--', '&lt;!--')}\n\n"
-            f"**Authors:** {', '.join(json.loads(authors)).replace('<!--', '&lt;!--')}\n\n"
+            f"**Authors:** {authors.replace('<!--', '&lt;!--')}\n\n"
         )
         tail = (
             f"**ID:** {arxiv_id}v{version}\n\n"
@@ -218,3 +228,138 @@ def test_implausible_total_results_is_an_unreadable_page(total):
     page = render_feed([make_paper(1)], total=1, start=0).replace(b"<opensearch:totalResults>1<", f"<opensearch:totalResults>{total}<".encode())
     with pytest.raises(ParseError, match=r"^response is not an arXiv API feed \(no opensearch:totalResults\)$"):
         parse_feed(page)
+
+
+# ---------------------------------------------------------------- bad bytes and impossible values from arXiv
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_PAGES = ["atom_2026_all-testing_100entries.xml", "atom_2017_cs-ml-cats_lastUpdated_start0_100entries.xml"]
+# A stray byte, an encoded surrogate, an overlong "/", a code point past U+10FFFF.
+BAD_UTF8 = {"xff": b"\xff", "surrogate": b"\xed\xa0\x80", "overlong": b"\xc0\xaf", "past-unicode": b"\xf4\x90\x80\x80"}
+
+
+def with_bytes_in_first_summary(page: bytes, bad: bytes) -> bytes:
+    """`bad` after the first letter of the page's first abstract (an ASCII letter in both pages)."""
+    at = page.index(b"<summary>", page.index(b"<entry>")) + len(b"<summary>")
+    at += len(page[at:]) - len(page[at:].lstrip()) + 1
+    return page[:at] + bad + page[at:]
+
+
+def with_text_after_first_letter(text: str, inserted: str) -> str:
+    return text[:1] + inserted + text[1:]
+
+
+@pytest.mark.parametrize("bad", BAD_UTF8.values(), ids=BAD_UTF8.keys())
+@pytest.mark.parametrize("name", REAL_PAGES, ids=["new-backend", "old-backend"])
+def test_invalid_utf8_in_one_entry_garbles_no_other_paper(name, bad):
+    """One invalid byte made feedparser read the whole page as another charset: every non-ASCII
+    character of every paper came out garbled (`Schrödinger` as `SchrĂśdinger`), for good."""
+    page = (FIXTURES / name).read_bytes()
+    clean = parse_feed(page)
+    assert sum(any(ord(c) > 127 for c in p["title"] + p["summary"] + "".join(p["authors"])) for p in clean.papers) >= 9
+    feed = parse_feed(with_bytes_in_first_summary(page, bad))
+    assert feed.papers[1:] == clean.papers[1:]
+    assert feed.papers[0] == clean.papers[0] | {"summary": with_text_after_first_letter(clean.papers[0]["summary"], "\ufffd" * len(bad))}
+    assert (feed.total_results, feed.skipped) == (clean.total_results, [])
+
+
+@pytest.mark.parametrize("raw", ["\ufffe", "\uffff"], ids=["U+FFFE", "U+FFFF"])
+def test_raw_characters_xml_forbids_are_dropped(raw):
+    """A raw U+FFFE / U+FFFF made the page "not well-formed" on every retry and every run."""
+    page = (FIXTURES / REAL_PAGES[0]).read_bytes()
+    clean = parse_feed(page)
+    assert parse_feed(with_bytes_in_first_summary(page, f"a{raw}b{raw}".encode())).papers == [
+        clean.papers[0] | {"summary": with_text_after_first_letter(clean.papers[0]["summary"], "ab")}
+    ] + clean.papers[1:]
+
+
+def test_harvest_of_a_page_with_a_bad_byte_stores_every_other_paper_exactly(fake_arxiv, tmp_path, sleeps):
+    """End to end: a real recorded page served with one invalid byte in its first abstract gives
+    the same tables as the clean page, but for U+FFFD in that one abstract."""
+    page = (FIXTURES / REAL_PAGES[0]).read_bytes()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"query": "q", "delay_seconds": 0, "max_results": 100}))
+    tables = {}
+    for label, body in (("clean", page), ("bad", with_bytes_in_first_summary(page, b"\xff"))):
+        fake_arxiv.raw_pages = {len(fake_arxiv.requests) + 1: body}
+        db = tmp_path / f"{label}.db"
+        result = CliRunner().invoke(
+            cli, ["harvest", "--db", str(db), "--config", str(config), "--api-url", fake_arxiv.url], catch_exceptions=False,
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("harvest: 100 new, 0 updated, 0 unchanged (1 request)"), result.output
+        tables[label] = [query(db, f"SELECT * FROM {table} ORDER BY 1, 2") for table in ("papers", "versions", "paper_authors")]
+        assert integrity(db) == ("ok", "ok")
+    first_summary = parse_feed(page).papers[0]["summary"]
+    expected = [
+        [tuple(with_text_after_first_letter(cell, "\ufffd") if cell == first_summary else cell for cell in row) for row in table]
+        for table in tables["clean"]
+    ]
+    assert tables["bad"] == expected
+    assert query(tmp_path / "bad.db", "SELECT count(*) FROM papers WHERE instr(summary, char(65533))") == [(1,)]
+    assert query(tmp_path / "bad.db", "SELECT count(*) FROM versions WHERE instr(summary, char(65533))") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "raw, stored",
+    [
+        ("2026-11-20T08:00:00Z", "2026-11-20T08:00:00Z"),
+        ("2017-09-29T00:00:00-04:00", "2017-09-29T04:00:00Z"),
+        ("0999-01-01T00:00:00Z", "0999-01-01T00:00:00Z"),  # time.strftime wrote "999-01-01..."
+        ("0000-01-01T00:00:00Z", None),  # was "0-01-01T00:00:00Z", and feed.atom answered 500
+        ("2026-02-30T00:00:00Z", None),  # feedparser rolls it over to March 2
+        ("2026-13-01T00:00:00Z", None),
+        ("2026-01-01T25:00:00Z", None),
+        ("0001-01-01T00:00:00+01:00", None),  # before year 1 in UTC
+        ("yesterday", None),
+    ],
+)
+def test_stored_dates_have_four_digit_years_or_are_null(raw, stored, caplog):
+    page = render_feed([make_paper(1, updated=raw, published=raw)], total=1, start=0)
+    [paper] = parse_feed(page).papers
+    assert (paper["published"], paper["updated"]) == (stored, stored)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ([] if stored else [
+        f"entry http://arxiv.org/abs/2611.00001v1: published {raw!r} is not a date; stored as null",
+        f"entry http://arxiv.org/abs/2611.00001v1: updated {raw!r} is not a date; stored as null",
+    ])
+
+
+@pytest.mark.asyncio
+async def test_impossible_dates_keep_the_feed_and_every_canned_query_working(fake_arxiv, tmp_path, sleeps):
+    """`<updated>0000-01-01T00:00:00Z</updated>` was stored as `0-01-01T00:00:00Z`: feed.atom
+    answered 500, the daily job stopped at its smoke check, nothing was released."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"query": "q", "delay_seconds": 0}))
+    fake_arxiv.papers = [
+        make_paper(1, updated="0000-01-01T00:00:00Z", published="0000-01-01T00:00:00Z"),
+        make_paper(2, updated="0999-01-01T00:00:00Z", published="0999-01-01T00:00:00Z"),
+        make_paper(3, updated="2026-11-20T08:00:00Z"),
+    ]
+    db = tmp_path / "ai4mat.db"
+    result = CliRunner().invoke(cli, ["harvest", "--db", str(db), "--config", str(config), "--api-url", fake_arxiv.url], catch_exceptions=False)
+    assert (result.exit_code, result.output) == (0, "harvest: 3 new, 0 updated, 0 unchanged (1 request)\n")
+    assert query(db, "SELECT arxiv_id, published, updated FROM papers ORDER BY arxiv_id") == [
+        ("2611.00001", None, None),
+        ("2611.00002", "0999-01-01T00:00:00Z", "0999-01-01T00:00:00Z"),
+        ("2611.00003", "2026-11-20T08:00:00Z", "2026-11-20T08:00:00Z"),
+    ]
+    finished_at = query(db, "SELECT finished_at FROM runs")[0][0]
+    metadata = load_metadata()
+    ds = Datasette([], immutables=[str(db)], metadata=metadata, plugins_dir=str(PLUGINS_DIR))
+    params = "q=generative&name=Author%201%20A&category=cs.LG&arxiv_id=2611.00001"
+    for name in metadata["databases"]["ai4mat"]["queries"]:
+        for suffix in (".json", ""):  # the JSON and the HTML page
+            response = await ds.client.get(f"/ai4mat/{name}{suffix}?{params}")
+            assert response.status_code == 200, (name, suffix, response.text[:300])
+    for page in ("/ai4mat/papers", "/ai4mat/papers/2611~2E00001", "/ai4mat/versions"):
+        assert (await ds.client.get(page)).status_code == 200, page
+    response = await ds.client.get("/ai4mat/feed.atom")
+    assert response.status_code == 200, response.text[:300]
+    feed = feedparser.parse(response.content)
+    assert not feed.bozo, feed.bozo_exception
+    assert sorted((e.id, e.updated) for e in feed.entries) == [
+        ("https://arxiv.org/abs/2611.00001v1", finished_at.replace("Z", "+00:00")),
+        ("https://arxiv.org/abs/2611.00002v1", "0999-01-01T00:00:00+00:00"),
+        ("https://arxiv.org/abs/2611.00003v1", "2026-11-20T08:00:00+00:00"),
+    ]

@@ -203,9 +203,31 @@ def test_split_id(given, expected):
     assert split_id(given) == expected
 
 
-def test_split_id_rejects_non_ids():
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://arxiv.org/api/errors#incorrect_id_format_for_abc",
+        # Unanchored, these were read as the real ids their digits end with (2603.00011,
+        # cond-mat/0102536) and shadowed those papers.
+        "http://arxiv.org/abs/12603.00011v1",
+        "http://arxiv.org/abs/x2603.00011v1",
+        "12603.00011",
+        "http://arxiv.org/abs/cond-mat/10102536v1",
+        "http://example.org/2603.00011v1",
+        "http://arxiv.org/pdf/2603.00011v1",
+    ],
+)
+def test_split_id_rejects_non_ids(given):
     with pytest.raises(ValueError, match="not an arXiv id"):
-        split_id("https://arxiv.org/api/errors#incorrect_id_format_for_abc")
+        split_id(given)
+
+
+def test_entry_with_a_longer_id_does_not_shadow_the_real_paper():
+    bogus = make_paper(1, arxiv_id="12603.00011", title="Not an arXiv id")
+    real = make_paper(2, arxiv_id="2603.00011", title="The real paper")
+    feed = parse_feed(render_feed([bogus, real], total=2, start=0))
+    assert [(p["arxiv_id"], p["title"]) for p in feed.papers] == [("2603.00011", "The real paper")]
+    assert feed.skipped == ["not an arXiv id: 'http://arxiv.org/abs/12603.00011v1'"]
 
 
 def test_2007_entry_without_version_takes_it_from_abs_link():

@@ -87,7 +87,11 @@ def test_workflows_match_the_github_schema():
 
 def test_daily_workflow_runs_on_schedule_alone_and_one_at_a_time():
     workflow = load_workflow("daily.yml")
-    assert workflow["on"] == {"schedule": [{"cron": "0 22 * * *"}], "workflow_dispatch": None}
+    # Starting an empty dataset is a choice made by hand, never what a scheduled run does.
+    assert workflow["on"]["schedule"] == [{"cron": "0 22 * * *"}]
+    assert workflow["on"]["workflow_dispatch"]["inputs"]["start_empty"] | {"description": ""} == {
+        "description": "", "type": "boolean", "default": False,
+    }
     assert workflow["concurrency"] == {"group": "daily", "cancel-in-progress": False}
     assert workflow["permissions"] == {"contents": "read"}
     job = workflow["jobs"]["daily"]
@@ -97,13 +101,14 @@ def test_daily_workflow_runs_on_schedule_alone_and_one_at_a_time():
     assert setup["with"]["cache"] == "pip"
     runs = [step.get("run", "") for step in steps]
     assert "scripts/daily.sh" in runs
-    assert any("gh release create" in text and "ai4mat.db.sha256" in text for text in runs)
+    assert "scripts/release.sh" in runs  # atomic release: tested in test_daily.py
     assert any("git diff --quiet -- README.md" in text and "-- README.md" in text for text in runs)
     assert runs[-2] == "scripts/publish.sh"
     # The deploy token reaches the publish step only.
     assert [i for i, step in enumerate(steps) if "FLY_API_TOKEN" in step.get("env", {})] == [len(steps) - 2]
     # A failed harvest is published, then turns the job red.
     daily_step = next(step for step in steps if step.get("run") == "scripts/daily.sh")
+    assert daily_step["env"]["AI4MAT_START_EMPTY"] == "${{ inputs.start_empty && '1' || '' }}"
     assert steps[-1]["if"] == f"steps.{daily_step['id']}.outputs.harvest_failed == 'true'"
     assert steps[-1]["run"].rstrip().endswith("exit 1")
     assert "FLY_API_TOKEN" not in job["env"]

@@ -215,3 +215,53 @@ def test_real_abstract_is_written_verbatim(db):
     assert f"**Summary:** {served['summary']}...\n\n---\n\n" in section
     assert "Gould & Morgan (2003)" in section and "V_max<17.5" in section
     assert "**ID:** astro-ph/0601001v1\n\n**Link:** [http://arxiv.org/abs/astro-ph/0601001v1](http://arxiv.org/abs/astro-ph/0601001v1)\n" in section
+
+
+def test_an_abnormal_paper_is_cut_visibly_and_normal_ones_are_not(db):
+    """A 1 MB abstract and 10,000 authors once went into the README whole (1.18 MB; GitHub
+    stops rendering at 512 KB)."""
+    giant = paper("2507.00002", 1, "T" * 3000, "2025-07-23T10:00:00Z", summary="word " * 200_000,
+                  authors=[f"Member {n:05d}" for n in range(1, 10_001)] + ["N" * 1000])
+    normal = paper("2507.00001", 1, "A normal paper", "2025-07-23T09:00:00Z", summary="s" * 2346,
+                   authors=[f"Author {n:03d}" for n in range(1, 145)])
+    record_run(db, [giant, normal])
+    section = render_section(db, zone=SGT)
+    assert len(section.encode()) < 20_000
+    assert (
+        f"### 1. {'T' * 1000} … [cut: 1,000 of 3,000 characters shown]\n\n"
+        f"**Authors:** {', '.join(f'Member {n:05d}' for n in range(1, 201))}, … and 9,801 more\n\n"
+        "**Published:** 2026-11-19\n\n"
+    ) in section
+    assert f"**Summary:** {('word ' * 1000)[:5000]} … [cut: 5,000 of 1,000,000 characters shown]...\n\n---\n\n" in section
+    # The real maxima of tests/fixtures/ai4mat (144 authors, a 2,346-character abstract) are written whole.
+    assert (
+        f"### 2. A normal paper\n\n**Authors:** {', '.join(f'Author {n:03d}' for n in range(1, 145))}\n\n"
+        "**Published:** 2026-11-19\n\n**Category:** cond-mat.mtrl-sci\n\n**ID:** 2507.00001v1\n\n"
+        "**Link:** [http://arxiv.org/abs/2507.00001v1](http://arxiv.org/abs/2507.00001v1)\n\n"
+        f"**Summary:** {'s' * 2346}...\n\n---\n\n"
+    ) in section
+
+
+def test_section_stays_within_its_byte_budget(db):
+    """Papers that do not fit in the budget are counted in the closing line, not written in part."""
+    papers = [
+        paper(f"2507.{n:05d}", 1, f"Paper {n}", f"2025-07-23T{n // 60:02d}:{n % 60:02d}:00Z", summary="é" * 4_900,
+              authors=[f"Ünal Author {n}-{k}" for k in range(150)])
+        for n in range(1, 81)
+    ]
+    record_run(db, papers)
+    section = render_section(db, zone=SGT, max_papers=100, more_url="https://ai4mat.example.org")
+    size = len(section.encode())
+    assert 390_000 < size <= 400_000, size
+    shown = section.count("\n### ")
+    assert 0 < shown < 80
+    # Whole blocks, newest first, numbered from 1, then the count of the rest.
+    for number in range(1, shown + 1):
+        n = 81 - number
+        assert f"### {number}. Paper {n}\n\n" in section
+        assert f"**Summary:** {'é' * 4_900}...\n\n---\n\n" in section
+    assert section.endswith(
+        f"---\n\n*…and {80 - shown} more papers from this run: see [the full list](https://ai4mat.example.org/ai4mat/new_today).*\n\n"
+        "\n<!-- ARXIV_PAPERS_END -->"
+    )
+    assert section.count("**Summary:** ") == shown and section.count("---\n\n") == shown
