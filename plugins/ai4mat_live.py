@@ -1,8 +1,12 @@
 """Datasette plugin: serve a file that a harvest writes meanwhile (`ai4mat serve`'s live mode).
 
-Active only for databases served mutable (live mode, the file in WAL journal mode); an
-immutable instance (`--immutable`, `scripts/publish.sh`) is left exactly as Datasette serves it.
+The snapshots and the download are active only for databases served mutable (live mode, the
+file in WAL journal mode); an immutable instance (`--immutable`, `scripts/publish.sh`) keeps
+Datasette's own reads and download. Both get the per-request time limit.
 
+- One time limit per request: Datasette limits each statement to sql_time_limit_ms, so a table
+  page's rows, count and facets could add up to several times the limit; here all of one
+  request's SQL shares it (BudgetedConnection).
 - One state per request: a page runs several statements (rows, count, facets), possibly on
   several of Datasette's connections, and a commit between two of them would show a count
   from one state beside rows from another. Here every statement of one request runs on one
@@ -27,6 +31,7 @@ import secrets
 import sqlite3
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from datasette import hookimpl
@@ -75,13 +80,46 @@ def _pool(database: Database) -> ConnectionPool:
     return pool
 
 
+class BudgetedConnection:
+    """A connection whose progress handlers also stop at the request's deadline.
+
+    Datasette gives each statement its own sql_time_limit_ms, so a table page (rows, count,
+    facets, suggested facets) could run several times the limit in all; with this the whole
+    request's SQL shares one limit. A statement cut by it ends as one cut by Datasette's own
+    limit: "SQL query took too long", or a count or facet left out.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, deadline: float):
+        self._conn, self._deadline = conn, deadline
+
+    def set_progress_handler(self, handler, n):
+        if handler is None:
+            return self._conn.set_progress_handler(None, n)
+        deadline = self._deadline
+
+        def within_both():
+            return handler() or (1 if time.perf_counter() >= deadline else 0)
+
+        return self._conn.set_progress_handler(within_both, n)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
 class RequestSnapshot:
-    """The connections one request reads through, each inside one read transaction."""
+    """The connections one request reads through, each inside one read transaction, and the
+    deadline its SQL shares (sql_time_limit_ms from its first statement)."""
 
     def __init__(self):
         self.connections: dict[int, tuple[ConnectionPool, sqlite3.Connection]] = {}
         self.thread_lock = threading.Lock()
         self.async_lock = asyncio.Lock()
+        self.deadline: float | None = None
+
+    def budgeted(self, database: Database, conn: sqlite3.Connection) -> BudgetedConnection:
+        if self.deadline is None:
+            self.deadline = time.perf_counter() + database.ds.sql_time_limit_ms / 1000
+        return BudgetedConnection(conn, self.deadline)
 
     def run(self, database: Database, fn):
         with self.thread_lock:
@@ -93,7 +131,7 @@ class RequestSnapshot:
             if not conn.in_transaction:
                 # Deferred: the snapshot is taken by the first statement that reads.
                 conn.execute("BEGIN")
-            return fn(conn)
+            return fn(self.budgeted(database, conn))
 
     def release(self) -> None:
         with self.thread_lock:
@@ -104,8 +142,11 @@ class RequestSnapshot:
 
 async def _execute_fn(self: Database, fn):
     snapshot = _request_snapshot.get()
-    if snapshot is None or not _is_live(self) or self.ds.executor is None:
+    if snapshot is None or self.ds.executor is None:
         return await _original_execute_fn(self, fn)
+    if not _is_live(self):
+        # Immutable (or in-memory): nothing to pin, but the request's SQL still shares one limit.
+        return await _original_execute_fn(self, lambda conn: fn(snapshot.budgeted(self, conn)))
     # One statement at a time per request (they share a connection); other requests run
     # on their own connections meanwhile.
     async with snapshot.async_lock:
