@@ -12,10 +12,13 @@ as JSON:
   3. 4 huge-value queries at once (printf %.*c 1e9, zeroblob 1e8, randomblob 1e9): their statuses
      and times, the server's peak RSS, and new_today's latency meanwhile;
   4. table views that scan (`summary__glob=*x*`, `_search=m*`): status and time against the
-     3 s time limit.
+     3 s time limit;
+  5. a real write of a daily run (3,000 new papers through harvest.store, one transaction, under
+     the writer lock) while clients read both servers: statuses, and the version counts seen
+     against the counts before and after; then how long the first download of the new state takes.
 The file is switched to WAL (live serving does that) and written by step 2 (rows of `papers`
-rewritten with their own values, so the data ends as it was, the file's pages not): never point
-it at a file you must not change.
+rewritten with their own values) and step 5 (3,000 papers added for good): never point it at a
+file you must not change.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
 
 from corpus import Corpus  # noqa: E402
-from run import free_port, log, percentile, search_queries  # noqa: E402
+from harvest import store  # noqa: E402
+from run import _paper_from_row, free_port, log, percentile, search_queries  # noqa: E402
 
 
 class Server:
@@ -219,6 +224,64 @@ def scanning_table_views(server: Server) -> dict:
     return results
 
 
+def during_a_write(live: Server, immutable: Server, db: Path, new_papers: int = 3000) -> dict:
+    """Clients on both servers while a daily run's worth of papers is stored into the file."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    (before,) = conn.execute("SELECT count(*) FROM versions").fetchone()
+    papers = []
+    for n, row in enumerate(conn.execute("SELECT * FROM papers ORDER BY rowid LIMIT ?", [new_papers])):
+        paper = _paper_from_row(dict(row))
+        paper.update(arxiv_id=f"9912.{n:05d}", version=1, title="Benchmark write: " + paper["title"])
+        papers.append(paper)
+    conn.close()
+    stop = threading.Event()
+    seen = {"live": [], "immutable": []}
+    count_path = "/ai4mat.json?_shape=array&" + urllib.parse.urlencode({"sql": "select count(*) as n from versions"})
+
+    def client(mode: str, server: Server):
+        while not stop.is_set():
+            for path in (count_path, "/ai4mat/new_today.json?_shape=array", "/ai4mat/search.json?_shape=array&q=model"):
+                status, body = server.get(path, timeout=60)
+                shown = json.loads(body)[0]["n"] if status == 200 and path == count_path else None
+                seen[mode].append((path.split("?")[0], status, shown, body[:120] if status != 200 else b""))
+
+    threads = [threading.Thread(target=client, args=(mode, server)) for mode, server in
+               (("live", live), ("live", live), ("immutable", immutable), ("immutable", immutable))]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    began = time.perf_counter()
+    with store.writing(db) as writer:
+        run_id = store.start_run(writer, "benchmark write")
+        with writer.atomic():
+            store.save_papers(writer, run_id, papers)
+        store.finish_run(writer, run_id, store.RunCounts(fetched=new_papers, new=new_papers))
+    write_seconds = time.perf_counter() - began
+    time.sleep(3.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    after = before + new_papers
+    result = {"write_seconds": write_seconds, "versions_before": before, "versions_after": after}
+    for mode, answers in seen.items():
+        counts = [shown for _, status, shown, _ in answers if shown is not None]
+        failures = [(path, status, body.decode(errors="replace")) for path, status, _, body in answers if status != 200]
+        result[mode] = {
+            "requests": len(answers), "failed": len(failures), "failure_examples": sorted(set(failures))[:3],
+            "version_counts_seen": sorted(set(counts)), "counts_neither_old_nor_new": len([c for c in counts if c not in (before, after)]),
+        }
+        log(f"during a write, {mode}: {result[mode]}")
+    began = time.perf_counter()
+    status, body = live.get("/ai4mat.db", timeout=600)
+    result["first_download_after_the_write"] = {"status": status, "seconds": time.perf_counter() - began, "bytes": len(body)}
+    began = time.perf_counter()
+    status, body = live.get("/ai4mat.db", timeout=600)
+    result["second_download_same_state"] = {"status": status, "seconds": time.perf_counter() - began}
+    log(f"downloads: {result['first_download_after_the_write']}, {result['second_download_same_state']}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, required=True, help="a benchmark ai4mat.db that may be switched to WAL")
@@ -239,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         results["live_while_writing"] = while_writing(live, args.db, corpus, max(2, args.rounds // 4))
         results["huge_values"] = huge_values(live)
         results["table_views"] = scanning_table_views(live)
+        results["during_a_write"] = during_a_write(live, immutable, args.db)
     finally:
         live.stop()
         immutable.stop()

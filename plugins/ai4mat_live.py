@@ -41,6 +41,7 @@ from datasette.utils.asgi import Response
 _request_snapshot: contextvars.ContextVar["RequestSnapshot | None"] = contextvars.ContextVar("ai4mat_snapshot", default=None)
 _original_execute_fn = Database.execute_fn
 CHUNK = 1 << 20
+GRACE_SECONDS = 0.02
 
 
 def _is_live(database: Database) -> bool:
@@ -85,8 +86,9 @@ class BudgetedConnection:
 
     Datasette gives each statement its own sql_time_limit_ms, so a table page (rows, count,
     facets, suggested facets) could run several times the limit in all; with this the whole
-    request's SQL shares one limit. A statement cut by it ends as one cut by Datasette's own
-    limit: "SQL query took too long", or a count or facet left out.
+    request's SQL shares one limit (statements started after it get GRACE_SECONDS each). A
+    statement cut by it ends as one cut by Datasette's own limit: "SQL query took too long",
+    or a count or facet left out.
     """
 
     def __init__(self, conn: sqlite3.Connection, deadline: float):
@@ -95,7 +97,9 @@ class BudgetedConnection:
     def set_progress_handler(self, handler, n):
         if handler is None:
             return self._conn.set_progress_handler(None, n)
-        deadline = self._deadline
+        # A statement started after the deadline still gets a moment: the page's own small
+        # look-ups (hidden tables, menu links) must not turn a cut-off page into a 500.
+        deadline = max(self._deadline, time.perf_counter() + GRACE_SECONDS)
 
         def within_both():
             return handler() or (1 if time.perf_counter() >= deadline else 0)
