@@ -29,6 +29,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -52,8 +53,9 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "harvest", "serve", "--db", str(db), "--port", str(self.port), *options]
-        self.process = subprocess.Popen(self.command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.banner = self.process.stdout.readline().strip()
+        # Output to a file: a pipe nobody reads fills with uvicorn's log and stalls the server.
+        self.output = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(self.command, cwd=ROOT, stdout=self.output, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 600
         while True:
             try:
@@ -64,6 +66,8 @@ class Server:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.command} did not start")
             time.sleep(0.2)
+        self.output.seek(0)
+        self.banner = self.output.readline().strip()
 
     def get(self, path: str, timeout: float = 120) -> tuple[int, bytes]:
         try:
