@@ -298,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     papers = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True).execute("select count(*) from papers").fetchone()[0]
     log(f"{args.db}: {papers:,} papers")
     results: dict = {"papers": papers, "command": "python benchmarks/live.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    # An immutable server ignores the -wal file: fold it into the file first, so both serve one state.
+    conn = sqlite3.connect(args.db, timeout=60)
+    log(f"checkpoint: {conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()}")
+    conn.close()
     live = Server(args.db)
     immutable = Server(args.db, "--immutable")
     log(f"{live.banner} / {immutable.banner}")
