@@ -234,9 +234,10 @@ def during_a_write(live: Server, immutable: Server, db: Path, new_papers: int = 
     conn.row_factory = sqlite3.Row
     (before,) = conn.execute("SELECT count(*) FROM versions").fetchone()
     papers = []
+    stamp = int(time.time())  # new ids on every run of the benchmark
     for n, row in enumerate(conn.execute("SELECT * FROM papers ORDER BY rowid LIMIT ?", [new_papers])):
         paper = _paper_from_row(dict(row))
-        paper.update(arxiv_id=f"9912.{n:05d}", version=1, title="Benchmark write: " + paper["title"])
+        paper.update(arxiv_id=f"bench-{stamp}/{n:05d}", version=1, title="Benchmark write: " + paper["title"])
         papers.append(paper)
     conn.close()
     stop = threading.Event()
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, required=True, help="a benchmark ai4mat.db that may be switched to WAL")
     parser.add_argument("--rounds", type=int, default=20, help="alternating rounds per page (search: x10 queries)")
     parser.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    parser.add_argument("--compare-only", action="store_true", help="step 1 only (the file is not written)")
     args = parser.parse_args(argv)
     if args.db.name != "ai4mat.db":
         parser.error("--db must be a file named ai4mat.db")
@@ -307,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{live.banner} / {immutable.banner}")
     try:
         results["compare"] = compare(live, immutable, corpus, args.rounds)
+        if args.compare_only:
+            return print(json.dumps(results, indent=2)) or 0
         results["live_while_writing"] = while_writing(live, args.db, corpus, max(2, args.rounds // 4))
         results["huge_values"] = huge_values(live)
         results["table_views"] = scanning_table_views(live)

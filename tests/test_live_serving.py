@@ -429,3 +429,46 @@ def test_a_table_page_keeps_to_one_time_limit_in_all(small_site):
     if status == 400:
         assert b"SQL query took too long" in body
     assert elapsed < 4.0, elapsed
+
+
+def test_a_harvest_killed_while_the_file_is_served_live_leaves_one_whole_state(tmp_path):
+    """SIGKILL of a harvest in WAL mode, at two moments after its last page was served (while
+    it parses and stores): the site keeps answering the old state or, if the commit made it, the
+    new one; downloads stay whole; the next harvest stores everything."""
+    import signal
+
+    db, config = tmp_path / "ai4mat.db", tmp_path / "config.json"
+    config.write_text(json.dumps({"query": QUERY, "delay_seconds": 0, "page_size": 1000}))
+    build_base(db)
+    outcomes = []
+    with serving(db) as (_, base, _), FakeArxiv() as fake:
+        fake.papers = served_by_the_next_harvest()
+        for delay in (0.1, 0.5):
+            requests_before = len(fake.requests)
+            harvest = harvest_process(db, config, fake.url)
+            while len(fake.requests) < requests_before + 4 and harvest.poll() is None:
+                time.sleep(0.005)
+            time.sleep(delay)
+            harvest.send_signal(signal.SIGKILL)
+            harvest.communicate()
+            status, body = get(sql_url(base, COUNTS_SQL))
+            assert status == 200
+            shown = tuple(json.loads(body)[0].values())
+            assert shown in (OLD_STATE, NEW_STATE)
+            status, body = get(base + "ai4mat.db")
+            copy = tmp_path / "download.db"
+            copy.write_bytes(body)
+            assert (status, state_of(copy)[0]) == (200, shown)
+            outcomes.append(shown)
+            if shown == NEW_STATE:
+                break
+        harvest = harvest_process(db, config, fake.url)
+        out, err = harvest.communicate(timeout=120)
+        assert (harvest.returncode, err) == (0, ""), out
+        status, body = get(sql_url(base, COUNTS_SQL))
+        assert (status, tuple(json.loads(body)[0].values())) == (200, NEW_STATE)
+        status, body = get(sql_url(base, "select status, count(*) from runs group by status order by status"))
+        statuses = dict(tuple(row.values()) for row in json.loads(body))
+    # The base run and the last one; killed runs are closed as failed (interrupted) by the last.
+    assert "running" not in statuses and statuses["ok"] >= 2 and statuses.get("failed", 0) >= outcomes.count(OLD_STATE)
+    assert state_of(db)[0] == NEW_STATE
