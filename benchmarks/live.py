@@ -219,8 +219,8 @@ def scanning_table_views(server: Server) -> dict:
         seconds = time.perf_counter() - began
         note = ""
         if status != 200:
-            match = re.search(r"SQL query took too long|string or blob too big|[A-Z][^<]{0,80}", body.decode(errors="replace"))
-            note = match.group(0) if match else ""
+            text = body.decode(errors="replace")
+            note = next((known for known in ("SQL query took too long", "string or blob too big") if known in text), text[:80])
         elif b"facet_time_limit" in body or b"timed out" in body:
             note = "some facets timed out"
         results[path] = {"status": status, "seconds": seconds, "note": note}
