@@ -472,3 +472,26 @@ def test_a_harvest_killed_while_the_file_is_served_live_leaves_one_whole_state(t
     # The base run and the last one; killed runs are closed as failed (interrupted) by the last.
     assert "running" not in statuses and statuses["ok"] >= 2 and statuses.get("failed", 0) >= outcomes.count(OLD_STATE)
     assert state_of(db)[0] == NEW_STATE
+
+
+def test_serve_started_during_a_harvest_switches_to_wal_and_the_harvest_completes(tmp_path):
+    """The cron harvest may be mid-run (rollback journal, its connection open) when the server
+    (re)starts and switches the file to WAL; the harvest carries on in WAL and its commit is served."""
+    db, config = tmp_path / "ai4mat.db", tmp_path / "config.json"
+    config.write_text(json.dumps({"query": QUERY, "delay_seconds": 0, "page_size": 1000}))
+    build_base(db)
+    assert db.read_bytes()[18:20] == b"\x01\x01"  # rollback journal
+    with FakeArxiv() as fake:
+        fake.papers = served_by_the_next_harvest()
+        fake.faults = {2: "hold"}  # the harvest has started its run and waits for page 2
+        harvest = harvest_process(db, config, fake.url)
+        while len(fake.requests) < 2 and harvest.poll() is None:
+            time.sleep(0.01)
+        with serving(db) as (_, base, banner):
+            assert " live (" in banner and db.read_bytes()[18:20] == b"\x02\x02"  # WAL
+            assert tuple(json.loads(get(sql_url(base, COUNTS_SQL))[1])[0].values()) == OLD_STATE
+            fake.release.set()
+            out, err = harvest.communicate(timeout=120)
+            assert (harvest.returncode, err) == (0, ""), out
+            assert tuple(json.loads(get(sql_url(base, COUNTS_SQL))[1])[0].values()) == NEW_STATE
+    assert state_of(db)[0] == NEW_STATE
