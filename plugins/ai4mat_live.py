@@ -42,6 +42,7 @@ _request_snapshot: contextvars.ContextVar["RequestSnapshot | None"] = contextvar
 _original_execute_fn = Database.execute_fn
 CHUNK = 1 << 20
 GRACE_SECONDS = 0.02
+MAX_RESULT_BYTES = 32_000_000
 
 
 def _is_live(database: Database) -> bool:
@@ -106,8 +107,51 @@ class BudgetedConnection:
 
         return self._conn.set_progress_handler(within_both, n)
 
+    def cursor(self, *args):
+        return SizedCursor(self._conn.cursor(*args))
+
     def __getattr__(self, name):
         return getattr(self._conn, name)
+
+
+class SizedCursor:
+    """A cursor whose fetches fail once one statement's values pass MAX_RESULT_BYTES.
+
+    SQLite's length limit bounds one value (plugins/ai4mat_limits.py), not a result: 1,000 rows
+    of 0.9 MB each would still be a gigabyte of JSON. The largest real result, 1,000 papers
+    with their abstracts and authors, is about 10 MB.
+    """
+
+    def __init__(self, cursor: sqlite3.Cursor):
+        self._cursor, self._bytes = cursor, 0
+
+    def _counted(self, row):
+        if row is not None:
+            self._bytes += sum(len(value) for value in row if isinstance(value, (str, bytes)))
+            if self._bytes > MAX_RESULT_BYTES:
+                raise sqlite3.DataError(f"result too big: more than {MAX_RESULT_BYTES // 1_000_000} MB; add a LIMIT or download the file")
+        return row
+
+    def fetchone(self):
+        return self._counted(self._cursor.fetchone())
+
+    def fetchmany(self, size=None):
+        rows = []
+        for _ in range(self._cursor.arraysize if size is None else size):
+            row = self.fetchone()
+            if row is None:
+                break
+            rows.append(row)
+        return rows
+
+    def fetchall(self):
+        return list(iter(self.fetchone, None))
+
+    def __iter__(self):
+        return iter(self.fetchone, None)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
 
 
 class RequestSnapshot:
