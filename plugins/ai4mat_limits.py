@@ -4,8 +4,8 @@ Datasette's time limit is a progress handler, checked between SQLite's virtual-m
 so one step that builds a huge value (`zeroblob(1e8)`, `randomblob(1e9)`, `printf('%.*c',
 1000000000, 'x')`) ran for seconds past it and took gigabytes. With SQLITE_LIMIT_LENGTH such a
 step fails at once with "string or blob too big" (a 400), before allocating. The limit is far
-above any value the dataset holds: arXiv caps abstracts at 1,920 characters, and the largest
-values stored here (a 500-author list, the hostile tests' 100 KB abstract) are well below it.
+above any value the dataset holds: the largest whole paper among the 1,448 real ones in
+tests/fixtures/ai4mat is 4.4 KB, and the hostile tests' 100 KB abstract is served whole.
 
 One case the limit does not stop in SQLite 3.40: printf's `%c` with a huge precision keeps
 looping a character at a time after the buffer is refused (0.7 s per 10^8, inside one step),
