@@ -91,6 +91,24 @@ def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
             raise StoreError(f"{path}: directory {path.parent} is not writable (SQLite needs it for its journal)")
 
 
+def _read_only_mode(path: Path) -> str:
+    """The URI parameter that opens `path` for reading: `mode=ro`, or `immutable=1` where that fails.
+
+    A file in WAL mode (left so by live serving) needs its -shm index, which SQLite cannot
+    create in a read-only folder; there nobody can be writing the file, so reading it as
+    immutable is exact.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return "mode=ro"  # SQLite reports the problem in its own words
+    in_wal = len(header) == 20 and header[18] == 2
+    if in_wal and not Path(f"{path}-shm").exists() and not os.access(path.parent.resolve(), os.W_OK):
+        return "immutable=1"
+    return "mode=ro"
+
+
 def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = True) -> sqlite_utils.Database:
     """Open the dataset at `path`, creating or migrating it as needed when `writable`.
 
@@ -104,7 +122,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = Tr
         if writable:
             db = sqlite_utils.Database(path)
         else:
-            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?{_read_only_mode(path)}", uri=True))
         db.conn.execute("PRAGMA busy_timeout = 30000")
         check_schema_version(db, path)
         if writable:
