@@ -225,12 +225,21 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     """Indexes for the site's pages at a million papers (benchmarks/RESULTS.md, section 6).
 
     paper_categories gains each paper's `updated`, kept in step by `_replace_facets`, so a
-    category's papers can be read newest first from one index instead of sorting them all.
+    category's papers can be read newest first from one index instead of sorting them all, and
+    holds each category once per paper, so the category facet can count rows.
     """
     if "updated" not in db["paper_categories"].columns_dict:
         db["paper_categories"].add_column("updated", str)
     db.execute(
         "UPDATE paper_categories SET updated = (SELECT p.updated FROM papers p WHERE p.arxiv_id = paper_categories.arxiv_id)"
+    )
+    # Each category once per paper, at its first position, as `_replace_facets` now stores them.
+    db.execute(
+        """DELETE FROM paper_categories WHERE EXISTS (
+  SELECT 1 FROM paper_categories d
+  WHERE d.arxiv_id = paper_categories.arxiv_id AND d.category = paper_categories.category
+    AND d.position < paper_categories.position
+)"""
     )
     # A category's papers newest first (by_category, the categories facet's links).
     db.execute(
@@ -384,6 +393,8 @@ def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
         [
             (paper["arxiv_id"], position, category, paper.get("updated"))
             for paper in papers for position, category in enumerate(paper["categories"])
+            # Once per paper, at its first position: the site's category facet counts rows.
+            if category not in paper["categories"][:position]
         ],
     )
 

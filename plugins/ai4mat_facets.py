@@ -10,7 +10,8 @@ metadata.yml as
 
 or ask for it with `?_facet_child=paper_categories.category`. The child table must have a
 foreign key to the faceted table (paper_categories.arxiv_id -> papers.arxiv_id). Each value
-links to the papers having it with Datasette's own `_through` filter.
+links to the papers having it with Datasette's own `_through` filter. Counts are of child rows,
+so a child table should hold each (parent, value) pair once.
 
 Loaded with `datasette --plugins-dir plugins`: imports only Datasette and the standard library.
 """
@@ -85,17 +86,14 @@ class ChildFacet(Facet):
             spec = config.get("simple") or f"{config.get('table')}.{config.get('column')}"
             child_table, column, fk = await self._child_spec(spec)
             child_key = escape_sqlite(fk["column"])
-            if self._is_unfiltered():
-                rows_sql = f"select {escape_sqlite(column)} as value, {child_key} as parent from {escape_sqlite(child_table)}"
-            else:
-                rows_sql = (
-                    f"select {escape_sqlite(column)} as value, {child_key} as parent from {escape_sqlite(child_table)} "
-                    f"where {child_key} in (select {escape_sqlite(fk['other_column'])} from ({self.sql}))"
-                )
-            # A value listed twice for one parent row counts once: the count is of rows shown.
+            where = f"{escape_sqlite(column)} is not null"
+            if not self._is_unfiltered():
+                where += f" and {child_key} in (select {escape_sqlite(fk['other_column'])} from ({self.sql}))"
+            # Counts child rows: each (parent, value) pair is stored once (see store._replace_facets),
+            # and count(distinct) would cost a temporary B-tree of every row (1.4 s at 1M papers).
             facet_sql = (
-                f"select value, count(distinct parent) as count from ({rows_sql}) where value is not null "
-                f"group by value order by count desc, value limit {facet_size + 1}"
+                f"select {escape_sqlite(column)} as value, count(*) as count from {escape_sqlite(child_table)} "
+                f"where {where} group by value order by count desc, value limit {facet_size + 1}"
             )
             try:
                 facet_rows = await self.ds.execute(

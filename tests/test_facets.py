@@ -110,12 +110,14 @@ async def test_a_facet_that_is_not_a_child_column_is_a_bad_request(site_db, spec
     assert response.json()["error"] == f"_facet_child={spec}: {problem}"
 
 
-async def test_a_value_listed_twice_for_one_paper_counts_once(site_db, tmp_path):
-    path = tmp_path / "ai4mat.db"
-    shutil.copy(site_db, path)
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO paper_categories (arxiv_id, position, category) VALUES ('2611.00002', 9, 'cs.LG')")
-    facets = await facets_of(datasette_for(path), "/ai4mat/papers.json")
-    assert counts(facets[CATEGORIES]) == [("cond-mat.mtrl-sci", 4), ("cs.LG", 3), ("physics.comp-ph", 1)]
-    facets = await facets_of(datasette_for(path), "/ai4mat/papers.json?primary_category=cs.LG")
-    assert counts(facets[CATEGORIES]) == [("cond-mat.mtrl-sci", 1), ("cs.LG", 1)]
+def test_a_category_listed_twice_by_arxiv_is_stored_once(tmp_path):
+    from harvest import store
+
+    from .fake_arxiv import make_paper
+
+    with store.writing(tmp_path / "ai4mat.db") as db:
+        run_id = store.start_run(db, "q")
+        store.save_papers(db, run_id, [make_paper(1, categories=["cs.LG", "cond-mat.mtrl-sci", "cs.LG"])])
+        assert db.execute("select position, category from paper_categories").fetchall() == [
+            (0, "cs.LG"), (1, "cond-mat.mtrl-sci"),
+        ]

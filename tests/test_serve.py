@@ -32,7 +32,7 @@ def test_datasette_argv_serves_immutable_with_the_site_settings():
         "--metadata", "site/metadata.yml", "--plugins-dir", "site/plugins",
         "--host", "0.0.0.0", "--port", "9000",
         "--setting", "sql_time_limit_ms", "3000", "--setting", "max_returned_rows", "1000",
-        "--setting", "default_cache_ttl", "3600", "--cors",
+        "--setting", "default_cache_ttl", "3600", "--setting", "suggest_facets", "off", "--cors",
     ]
 
 

@@ -131,14 +131,14 @@ def test_missing_directory_is_named(tmp_path):
 
 
 def make_v1_file(path, monkeypatch):
-    """A schema-1 file as ai4mat wrote it before schema 2: two papers, their category rows."""
+    """A schema-1 file as ai4mat wrote it before schema 2: two papers, their category rows (one repeated)."""
     with monkeypatch.context() as patch:
         patch.setattr(store, "MIGRATIONS", [store._schema_v1])
         patch.setattr(store, "SCHEMA_VERSION", 1)
         with writing(path) as db:
             run_id = store.start_run(db, "q")
             for arxiv_id, updated, categories in (
-                ("2611.00001", "2026-11-20T08:00:00Z", ["cs.LG", "cond-mat.mtrl-sci"]),
+                ("2611.00001", "2026-11-20T08:00:00Z", ["cs.LG", "cond-mat.mtrl-sci", "cs.LG"]),
                 ("cond-mat/0102536", "2001-02-28T12:00:00Z", ["cond-mat.mtrl-sci"]),
             ):
                 db["papers"].insert({
