@@ -66,9 +66,14 @@ def search_redirect(datasette, path: str, query_string: bytes) -> str | None:
     if path != datasette.urls.table(DATABASE, TABLE):
         return None
     args = urllib.parse.parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True)
-    text = next((value for key, value in args if key == "_search" and value.strip()), None)
-    if text is None:
+    searches = [value for key, value in args if key == "_search"]
+    if not searches:
         return None
+    text = next((value for value in searches if value.strip()), None)
+    if text is None:
+        # An empty box submitted: every paper, as if nothing had been typed (not "matches nothing").
+        kept = [(key, value) for key, value in args if key != "_search"]
+        return path + ("?" + urllib.parse.urlencode(kept) if kept else "")
     return datasette.urls.query(DATABASE, SEARCH_QUERY) + "?" + urllib.parse.urlencode({"q": text})
 
 
