@@ -121,3 +121,22 @@ def test_a_category_listed_twice_by_arxiv_is_stored_once(tmp_path):
         assert db.execute("select position, category from paper_categories").fetchall() == [
             (0, "cs.LG"), (1, "cond-mat.mtrl-sci"),
         ]
+
+
+async def test_whole_table_counts_are_kept_per_file(site_db, tmp_path):
+    # Counts of an unfiltered page are computed once per immutable file (at startup); another
+    # file of the same name served in the same process must get its own.
+    other = tmp_path / "ai4mat.db"
+    shutil.copy(site_db, other)
+    with sqlite3.connect(other) as conn:
+        conn.execute(
+            "INSERT INTO paper_categories (arxiv_id, position, category, updated) "
+            "VALUES ('2611.00002', 9, 'physics.comp-ph', '2026-11-21T07:00:00Z')"
+        )
+    first = await facets_of(datasette_for(site_db), "/ai4mat/papers.json")
+    second = await facets_of(datasette_for(other), "/ai4mat/papers.json")
+    again = await facets_of(datasette_for(site_db), "/ai4mat/papers.json")
+    assert counts(first[CATEGORIES]) == counts(again[CATEGORIES]) == [
+        ("cond-mat.mtrl-sci", 4), ("cs.LG", 3), ("physics.comp-ph", 1),
+    ]
+    assert counts(second[CATEGORIES]) == [("cond-mat.mtrl-sci", 4), ("cs.LG", 3), ("physics.comp-ph", 2)]
