@@ -60,12 +60,24 @@ def count_sql(child_table: str, column: str, where: str, limit: int) -> str:
     )
 
 
-def _cache_key(db, child_table: str, column: str, limit: int) -> tuple | None:
-    """The key of a whole-table count in _UNFILTERED, or None for a database that may change."""
+# Counts within each value of a text column of the faceted table that is itself a facet (e.g.
+# primary_category), by (file, size, mtime, table, column, child table, child column): a click
+# on that facet filters on one value, and counting the child rows of its 200,000-400,000 papers
+# took 0.9-2.3 s at 1M papers; one join over the child table at startup counts them all.
+_WITHIN: dict[tuple, dict[str, list[tuple]]] = {}
+
+
+def _file_key(db) -> tuple | None:
     if db.is_mutable or not db.path:
         return None
     stat = os.stat(db.path)
-    return (os.path.realpath(db.path), stat.st_size, stat.st_mtime_ns, child_table, column, limit)
+    return (os.path.realpath(db.path), stat.st_size, stat.st_mtime_ns)
+
+
+def _cache_key(db, child_table: str, column: str, limit: int) -> tuple | None:
+    """The key of a whole-table count in _UNFILTERED, or None for a database that may change."""
+    file_key = _file_key(db)
+    return None if file_key is None else (*file_key, child_table, column, limit)
 
 
 class ChildFacet(Facet):
@@ -100,6 +112,14 @@ class ChildFacet(Facet):
         unfiltered = re.compile(r"select .* from " + re.escape(escape_sqlite(self.table)) + r"\s*", re.S)
         return not self.params and unfiltered.fullmatch(self.sql) is not None
 
+    def _single_equality(self) -> tuple[str, str] | None:
+        """(column, value) when the page is filtered by exactly `column = value`, else None."""
+        if set(self.params) != {"p0"} or not isinstance(self.params["p0"], str):
+            return None
+        pattern = r"select .* from " + re.escape(escape_sqlite(self.table)) + r' where "([^"]+)" = :p0\s*'
+        match = re.fullmatch(pattern, self.sql, re.S)
+        return (match.group(1), self.params["p0"]) if match else None
+
     async def _counts(self, child_table: str, column: str, fk: dict, limit: int) -> list[tuple] | None:
         """(value, count) pairs, most frequent first, over the filtered rows; None if timed out."""
         db = self.ds.get_database(self.database)
@@ -107,6 +127,11 @@ class ChildFacet(Facet):
         key = _cache_key(db, child_table, column, limit)
         if unfiltered and key in _UNFILTERED:
             return _UNFILTERED[key]
+        equality = self._single_equality()
+        if equality is not None:
+            within = _WITHIN.get((_file_key(db), self.table, equality[0], child_table, column))
+            if within is not None:
+                return within.get(equality[1], [])[:limit]
         where = f"{escape_sqlite(column)} is not null"
         if not unfiltered:
             child_key, parent_key = escape_sqlite(fk["column"]), escape_sqlite(fk["other_column"])
@@ -176,6 +201,38 @@ def _facet_size(datasette, table_metadata: dict) -> int:
     return max_rows if size == "max" else min(size, max_rows)
 
 
+async def _count_within_column_facets(datasette, db, table, table_metadata, child_table, column) -> None:
+    """Fill _WITHIN for each text column of `table` that is a column facet in its metadata."""
+    keys = [fk for fk in await db.foreign_keys_for_table(child_table) if fk["other_table"] == table]
+    if not keys:
+        return
+    fk = keys[0]
+    types = await db.execute_fn(
+        lambda conn: {row[1]: (row[2] or "").upper() for row in conn.execute(f"PRAGMA table_info({escape_sqlite(table)})")}
+    )
+    keep = datasette.setting("max_returned_rows") + 1  # enough for ?_facet_size=max
+    for parent_column in table_metadata.get("facets", []):
+        # Text columns only: the filter's value arrives as text, and "2" = 2 would not match here.
+        if not isinstance(parent_column, str) or types.get(parent_column) != "TEXT":
+            continue
+        sql = (
+            f"select p.{escape_sqlite(parent_column)}, c.{escape_sqlite(column)}, count(*) as n "
+            f"from {escape_sqlite(child_table)} c join {escape_sqlite(table)} p "
+            f"on p.{escape_sqlite(fk['other_column'])} = c.{escape_sqlite(fk['column'])} "
+            f"where p.{escape_sqlite(parent_column)} is not null and c.{escape_sqlite(column)} is not null "
+            f"group by 1, 2"
+        )
+        rows = await db.execute_fn(lambda conn, sql=sql: conn.execute(sql).fetchall())
+        within: dict[str, list[tuple]] = {}
+        for parent_value, value, count in rows:
+            within.setdefault(parent_value, []).append((value, count))
+        for parent_value, counts in within.items():
+            # The order the SQL path gives: count descending, then value.
+            counts.sort(key=lambda pair: (-pair[1], pair[0]))
+            del counts[keep:]
+        _WITHIN[(_file_key(db), table, parent_column, child_table, column)] = within
+
+
 @hookimpl
 def startup(datasette):
     """Count every configured child facet of every immutable database once, before serving."""
@@ -185,7 +242,7 @@ def startup(datasette):
             if db.is_mutable:
                 continue
             tables = datasette.metadata("tables", database=database_name) or {}
-            for table_metadata in tables.values():
+            for table, table_metadata in tables.items():
                 for config in table_metadata.get("facets", []):
                     spec = config.get("child") if isinstance(config, dict) else None
                     if not isinstance(spec, str):
@@ -197,5 +254,6 @@ def startup(datasette):
                     sql = count_sql(child_table, column, f"{escape_sqlite(column)} is not null", limit)
                     rows = await db.execute_fn(lambda conn, sql=sql: conn.execute(sql).fetchall())
                     _UNFILTERED[_cache_key(db, child_table, column, limit)] = [(row[0], row[1]) for row in rows]
+                    await _count_within_column_facets(datasette, db, table, table_metadata, child_table, column)
 
     return count_configured_facets
