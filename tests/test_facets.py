@@ -110,19 +110,6 @@ async def test_a_facet_that_is_not_a_child_column_is_a_bad_request(site_db, spec
     assert response.json()["error"] == f"_facet_child={spec}: {problem}"
 
 
-def test_a_category_listed_twice_by_arxiv_is_stored_once(tmp_path):
-    from harvest import store
-
-    from .fake_arxiv import make_paper
-
-    with store.writing(tmp_path / "ai4mat.db") as db:
-        run_id = store.start_run(db, "q")
-        store.save_papers(db, run_id, [make_paper(1, categories=["cs.LG", "cond-mat.mtrl-sci", "cs.LG"])])
-        assert db.execute("select position, category from paper_categories").fetchall() == [
-            (0, "cs.LG"), (1, "cond-mat.mtrl-sci"),
-        ]
-
-
 async def test_whole_table_counts_are_kept_per_file(site_db, tmp_path):
     # Counts of an unfiltered page are computed once per immutable file (at startup); another
     # file of the same name served in the same process must get its own.

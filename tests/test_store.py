@@ -199,3 +199,14 @@ def test_category_rows_follow_their_paper_updated(db_path):
         assert db.execute("select arxiv_id, position, category, updated from paper_categories").fetchall() == [
             ("2611.00001", 0, "cs.LG", "2026-11-21T09:00:00Z"),
         ]
+
+
+def test_a_category_listed_twice_by_arxiv_is_stored_once(tmp_path):
+    from .fake_arxiv import make_paper
+
+    with store.writing(tmp_path / "ai4mat.db") as db:
+        run_id = store.start_run(db, "q")
+        store.save_papers(db, run_id, [make_paper(1, categories=["cs.LG", "cond-mat.mtrl-sci", "cs.LG"])])
+        assert db.execute("select position, category from paper_categories").fetchall() == [
+            (0, "cs.LG"), (1, "cond-mat.mtrl-sci"),
+        ]
