@@ -23,21 +23,24 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .store import StoreError, open_db
+from .store import SCHEMA_VERSION, StoreError, check_schema_version, open_db
 
 DEFAULT_PORT = 8001
 DEFAULT_HOST = "127.0.0.1"
 # metadata.yml configures the database by this name, and Datasette names a database after its file.
 DATABASE_NAME = "ai4mat"
 
-# Chosen, not defaulted: every canned query is bounded and answers in well under 100 ms at a
-# million papers; 3 s leaves room for ad-hoc SQL and facets without letting one request hog a
-# replica. 1000 rows is a full day even after a long outage; more belongs in the download.
+# Chosen, not defaulted. 3 s leaves room for ad-hoc SQL without letting one request hog a
+# replica; the pages the site links to answer far faster (benchmarks/RESULTS.md, section 6).
+# 1000 rows is a full day even after a long outage; more belongs in the download.
 # The file changes once a day, so responses may be cached for an hour.
+# Suggested facets try a facet on every column of every table page: 1.6 s of the papers page's
+# 1.9 s at a million papers; the useful facets are configured in metadata.yml instead.
 SETTINGS = {
     "sql_time_limit_ms": 3000,
     "max_returned_rows": 1000,
     "default_cache_ttl": 3600,
+    "suggest_facets": "off",
 }
 
 # A live file changes whenever a harvest commits, so pages must not be cached for an hour there.
@@ -61,9 +64,19 @@ def setting_options(settings: dict = SETTINGS) -> list[str]:
 def check_files(db_path: str | os.PathLike, metadata_path: str | os.PathLike, plugins_dir: str | os.PathLike) -> None:
     """Raise ServeError unless the database is a readable ai4mat dataset and the site files exist."""
     try:
-        open_db(db_path, create=False, writable=False).close()
+        db = open_db(db_path, create=False, writable=False)
     except StoreError as error:
         raise ServeError(str(error)) from None
+    try:
+        version = check_schema_version(db, db_path)
+    finally:
+        db.close()
+    if version < SCHEMA_VERSION:
+        # Serving opens the file read-only, so it cannot migrate it; the site's queries need the new schema.
+        raise ServeError(
+            f"{db_path}: schema {version} is older than this ai4mat's ({SCHEMA_VERSION}); "
+            f"run `ai4mat harvest --db {db_path}` once, which migrates the file in place before fetching"
+        )
     if not Path(metadata_path).is_file():
         raise ServeError(f"{metadata_path}: metadata file not found (run from the repository root or pass --metadata)")
     if not Path(plugins_dir).is_dir():

@@ -21,7 +21,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -240,8 +240,39 @@ def _create_backfill_windows(db: sqlite_utils.Database) -> None:
     )
 
 
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """Indexes for the site's pages at a million papers (benchmarks/RESULTS.md, section 6).
+
+    paper_categories gains each paper's `updated`, kept in step by `_replace_facets`, so a
+    category's papers can be read newest first from one index instead of sorting them all, and
+    holds each category once per paper, so the category facet can count rows.
+    """
+    if "updated" not in db["paper_categories"].columns_dict:
+        db["paper_categories"].add_column("updated", str)
+    db.execute(
+        "UPDATE paper_categories SET updated = (SELECT p.updated FROM papers p WHERE p.arxiv_id = paper_categories.arxiv_id)"
+    )
+    # Each category once per paper, at its first position, as `_replace_facets` now stores them.
+    db.execute(
+        """DELETE FROM paper_categories WHERE EXISTS (
+  SELECT 1 FROM paper_categories d
+  WHERE d.arxiv_id = paper_categories.arxiv_id AND d.category = paper_categories.category
+    AND d.position < paper_categories.position
+)"""
+    )
+    # A category's papers newest first (by_category, the categories facet's links).
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS paper_categories_category_updated "
+        "ON paper_categories (category, updated, arxiv_id)"
+    )
+    # A primary_category facet click: the category's papers newest first, and its count.
+    db.execute("CREATE INDEX IF NOT EXISTS papers_primary_category_updated ON papers (primary_category, updated)")
+    # papers_per_month groups by this very expression; with version the index covers the query.
+    db.execute("CREATE INDEX IF NOT EXISTS papers_month ON papers (substr(published, 1, 7), version)")
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1]
+MIGRATIONS = [_schema_v1, _schema_v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -367,7 +398,8 @@ def _as_row(paper: dict) -> dict:
 
 
 def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
-    """Make paper_authors and paper_categories hold exactly these papers' authors and categories."""
+    """Make paper_authors and paper_categories hold exactly these papers' authors and categories
+    (each category row with its paper's `updated`)."""
     ids = [(paper["arxiv_id"],) for paper in papers]
     db.conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", ids)
     db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", ids)
@@ -376,8 +408,13 @@ def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
         [(paper["arxiv_id"], position, name) for paper in papers for position, name in enumerate(paper["authors"])],
     )
     db.conn.executemany(
-        "INSERT INTO paper_categories (arxiv_id, position, category) VALUES (?, ?, ?)",
-        [(paper["arxiv_id"], position, category) for paper in papers for position, category in enumerate(paper["categories"])],
+        "INSERT INTO paper_categories (arxiv_id, position, category, updated) VALUES (?, ?, ?, ?)",
+        [
+            (paper["arxiv_id"], position, category, paper.get("updated"))
+            for paper in papers for position, category in enumerate(paper["categories"])
+            # Once per paper, at its first position: the site's category facet counts rows.
+            if category not in paper["categories"][:position]
+        ],
     )
 
 

@@ -42,7 +42,7 @@ def test_datasette_argv_serves_immutable_with_the_site_settings():
         "--metadata", "site/metadata.yml", "--plugins-dir", "site/plugins",
         "--host", "0.0.0.0", "--port", "9000",
         "--setting", "sql_time_limit_ms", "3000", "--setting", "max_returned_rows", "1000",
-        "--setting", "default_cache_ttl", "3600", "--cors",
+        "--setting", "default_cache_ttl", "3600", "--setting", "suggest_facets", "off", "--cors",
     ]
 
 
@@ -71,6 +71,22 @@ def test_serve_refuses_a_missing_metadata_file(tmp_path):
         f"Error: serve: {tmp_path / 'metadata.yml'}: metadata file not found "
         "(run from the repository root or pass --metadata)\n"
     )
+
+
+def test_serve_refuses_a_file_of_an_older_schema_and_says_how_to_migrate_it(tmp_path, monkeypatch):
+    # Serving opens the file read-only, so it cannot migrate it; the site's queries need schema 2.
+    from .test_store import make_v1_file
+
+    db = tmp_path / "ai4mat.db"
+    make_v1_file(db, monkeypatch)
+    before = db.read_bytes()
+    result = CliRunner().invoke(cli, ["serve", "--db", str(db), "--metadata", str(METADATA_PATH)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: serve: {db}: schema 1 is older than this ai4mat's (2); "
+        f"run `ai4mat harvest --db {db}` once, which migrates the file in place before fetching\n"
+    )
+    assert db.read_bytes() == before
 
 
 # ---------------------------------------------------------------- a real server
