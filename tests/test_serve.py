@@ -32,7 +32,7 @@ def test_datasette_argv_live_serves_mutable_without_caching():
         "--metadata", "site/metadata.yml", "--plugins-dir", "site/plugins",
         "--host", "127.0.0.1", "--port", "9000",
         "--setting", "sql_time_limit_ms", "3000", "--setting", "max_returned_rows", "1000",
-        "--setting", "default_cache_ttl", "0", "--cors",
+        "--setting", "default_cache_ttl", "0", "--setting", "suggest_facets", "off", "--cors",
     ]
 
 
