@@ -16,7 +16,7 @@ from harvest.store import open_db
 
 from .site_data import PLUGINS_DIR, ROOT, build_site_db, load_metadata, load_plugin
 
-QUERIES = ("new_today", "new_this_week", "search", "by_author", "by_category", "paper_history", "runs", "papers_per_month", "feed")
+QUERIES = ("new_today", "new_this_week", "search", "by_author", "by_category", "paper_history", "runs", "papers_per_month", "feed", "health")
 HOSTILE = ['"', "AND (", "*", "'; drop", "title:x OR", "NEAR(a b)", ")(", "-", "a\x00b", "😀 \u00a0", '""""', "'", "^x"]
 
 
