@@ -281,15 +281,18 @@ def _filename(name, extension: str) -> str:
     return f"{stem}.{extension}"
 
 
+def _bad_request(message: str) -> dict:
+    return {"body": message, "status_code": 400, "content_type": "text/plain; charset=utf-8"}
+
+
 def _renderer(format_name: str, extension: str, content_type: str, render):
     async def render_page(datasette, columns, rows, database, table, query_name):
+        # A dict, not a Response: Datasette 0.65 overrides a Response's status with the page's 200.
         if "arxiv_id" not in columns:
-            return Response.text(
-                NO_PAPERS.format(format=format_name, database=database, extension=extension), status=400
-            )
+            return _bad_request(NO_PAPERS.format(format=format_name, database=database, extension=extension))
         db = datasette.get_database(database)
         if not await db.table_exists("papers"):
-            return Response.text(NO_PAPERS_TABLE.format(database=database, format=format_name), status=400)
+            return _bad_request(NO_PAPERS_TABLE.format(database=database, format=format_name))
         arxiv_ids = _arxiv_ids(columns, rows)
         result = await db.execute(PAPERS_SQL, {"arxiv_ids": json.dumps(arxiv_ids)})
         by_id = {row["arxiv_id"]: dict(row) for row in result.rows}
