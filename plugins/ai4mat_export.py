@@ -204,8 +204,9 @@ def _suffix(n: int) -> str:
 
 
 def bibtex_entry(paper: dict, key: str) -> str:
-    """One @misc entry in the form arXiv's "Export BibTeX citation" gives, plus doi and
-    journal_ref (as note) when the authors gave them."""
+    """One @misc entry with the eprint fields arXiv recommends (archivePrefix, eprint,
+    primaryClass; arxiv.org/help/hypertex/bibstyles), plus doi and journal_ref (as note) when
+    the authors gave them."""
     fields = [
         ("title", bibtex_text(paper.get("title"))),
         ("author", " and ".join(bibtex_name(n) for n in authors_of(paper.get("authors")))),
