@@ -288,7 +288,7 @@ async def test_every_query_answers_on_an_empty_database_and_the_feed_stays_valid
     ds = datasette_for(path)
     params = "q=alloy&name=Jane%20Doe&category=cs.LG&arxiv_id=2611.00001"
     for name in QUERIES:
-        if name != "feed":
+        if name not in ("feed", "health"):  # both answer one row on purpose (health: test_export)
             assert await get_rows(ds, f"/ai4mat/{name}.json?{params}") == [], name
     response = await ds.client.get("/ai4mat/feed.atom")
     assert response.status_code == 200, response.text
