@@ -34,14 +34,15 @@ NO_PAPERS_TABLE = "The database {database} has no papers table to export {format
 
 # ---------------------------------------------------------------- plain text
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc; whitespace is gone before
+
 
 def one_line(text) -> str:
     """`text` with every run of whitespace (newlines, tabs, U+2028 ...) as one space, and
     without control characters: every field of either format is one line of text."""
     if text is None:
         return ""
-    text = " ".join(str(text).split())
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
+    return _CONTROL.sub("", " ".join(str(text).split()))
 
 
 def authors_of(value) -> list[str]:
