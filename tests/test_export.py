@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import sqlite3
 import urllib.error
@@ -19,7 +20,7 @@ from harvest.runner import run_harvest
 from harvest.store import open_db, writing
 
 from .fake_arxiv import FIXTURES, FakeArxiv, make_paper
-from .site_data import QUERY, build_site_db, serving
+from .site_data import PLUGINS_DIR, QUERY, build_site_db, serving
 from .test_site import datasette_for, get_rows
 
 REAL = {p["arxiv_id"]: p for p in json.loads((FIXTURES / "ai4mat" / "papers.json").read_text(encoding="utf-8"))["papers"]}
@@ -374,3 +375,28 @@ async def test_health_of_the_harvested_site(site_db):
         "last_ok_run_id": 2, "last_ok_finished_at": finished_at, "failed_since": 1,
         "last_error": "arXiv API error (HTTP 400): incorrect id format for abc", "status": "ok",
     }
+
+
+@pytest.mark.asyncio
+async def test_exports_skip_counts_and_facets():
+    """A table page exported counts no rows and computes no facets (2 s of 2.1 s at 1M papers)."""
+    seen = []
+
+    async def page(scope, receive, send):
+        seen.append((scope["path"], scope["query_string"]))
+
+    wrapped = load_export_plugin().asgi_wrapper(datasette=None)(page)
+    for path, query in (("/ai4mat/papers.bib", b"_size=max"), ("/ai4mat/papers.ris", b""), ("/ai4mat/papers.json", b"_size=max")):
+        await wrapped({"type": "http", "path": path, "query_string": query}, None, None)
+    assert seen == [
+        ("/ai4mat/papers.bib", b"_size=max&_nocount=1&_nofacet=1"),
+        ("/ai4mat/papers.ris", b"_nocount=1&_nofacet=1"),
+        ("/ai4mat/papers.json", b"_size=max"),
+    ]
+
+
+def load_export_plugin():
+    spec = importlib.util.spec_from_file_location("ai4mat_export_under_test", PLUGINS_DIR / "ai4mat_export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
