@@ -288,7 +288,7 @@ def _bad_request(message: str) -> dict:
 
 
 def _renderer(format_name: str, extension: str, content_type: str, render):
-    async def render_page(datasette, columns, rows, database, table, query_name):
+    async def render_page(datasette, columns, rows, database, table, query_name, view_name):
         # A dict, not a Response: Datasette 0.65 overrides a Response's status with the page's 200.
         if "arxiv_id" not in columns:
             return _bad_request(NO_PAPERS.format(format=format_name, database=database, extension=extension))
@@ -299,11 +299,13 @@ def _renderer(format_name: str, extension: str, content_type: str, render):
         result = await db.execute(PAPERS_SQL, {"arxiv_ids": json.dumps(arxiv_ids)})
         by_id = {row["arxiv_id"]: dict(row) for row in result.rows}
         papers = [by_id[arxiv_id] for arxiv_id in arxiv_ids if arxiv_id in by_id]
+        # One paper's page downloads as its id (cond-mat/0102536 -> cond-mat_0102536.bib).
+        name = arxiv_ids[0] if view_name == "row" and len(arxiv_ids) == 1 else query_name or table or database
         return Response(
             render(papers),
             content_type=content_type,
             headers={
-                "content-disposition": f'attachment; filename="{_filename(query_name or table or database, extension)}"'
+                "content-disposition": f'attachment; filename="{_filename(name, extension)}"'
             },
         )
 

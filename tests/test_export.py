@@ -267,6 +267,8 @@ async def test_every_page_with_arxiv_id_exports_one_entry_per_paper(site_db):
                 assert [r["id"] for r in rispy.loads(response.text)] == arxiv_ids, page
     history = bibtexparser.parse_string((await ds.client.get("/ai4mat/paper_history.bib?arxiv_id=2611.00002")).text)
     assert history.entries[0]["title"] == "Graph networks screen perovskite catalysts at scale"
+    response = await ds.client.get("/ai4mat/papers/cond-mat~2F0102536.ris")
+    assert response.headers["content-disposition"] == 'attachment; filename="cond-mat_0102536.ris"'
     old_style = parse_bibtex((await ds.client.get("/ai4mat/by_author.bib?name=John+Roe")).text)
     assert old_style["cond-mat/0102536"]["url"] == "https://arxiv.org/abs/cond-mat/0102536"
     assert old_style["cond-mat/0102536"]["ID"] == "doe2001diffusion"
