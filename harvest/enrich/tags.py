@@ -1,0 +1,163 @@
+"""Material, method and task tags from a curated vocabulary (harvest/data/vocabulary.json).
+
+Pure functions: text in, tags out. A vocabulary is data with a version; the version that tagged
+a paper is stored beside its tags. Users may add their own vocabulary file (config `vocabulary`):
+its tags are added to the packaged ones, and its patterns extend a packaged tag of the same name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+KINDS = ("material", "method", "task")
+MAX_TEXT = 20_000  # abstracts are ~2 KB; longer input is cut so hostile text stays fast
+DEFAULT_MIN_MENTIONS = 2
+
+
+class VocabularyError(Exception):
+    """A vocabulary file cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class TagRule:
+    kind: str
+    tag: str
+    pattern: re.Pattern  # every pattern of the tag, one alternation
+    min_mentions: int
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    version: str
+    rules: tuple[TagRule, ...] = field(repr=False)
+
+    def tags(self, kind: str) -> list[str]:
+        return [rule.tag for rule in self.rules if rule.kind == kind]
+
+
+@dataclass(frozen=True)
+class Tag:
+    kind: str
+    tag: str
+    mentions: int  # matches in title, abstract and comment
+    in_title: bool
+
+
+def _compile(patterns: list[str], source: str, tag: str) -> re.Pattern:
+    """One regex for a tag: acronym patterns (no lower-case letter) case-sensitive, the rest not."""
+    parts = []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise VocabularyError(f"{source}: tag {tag!r} has an empty or non-string pattern")
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise VocabularyError(f"{source}: tag {tag!r}: bad pattern {pattern!r} ({error})") from None
+        letters = re.sub(r"\\[a-zA-Z]|\(\?:|\[[^]]*\]|s\?", "", pattern)
+        if letters == letters.upper():
+            parts.append(f"(?:{pattern})")  # an acronym: GAN, not "gan"; GAs, not "gas"
+        else:
+            parts.append(f"(?i:{pattern})")
+    return re.compile(r"(?<![\w-])(?:" + "|".join(parts) + r")(?![\w])")
+
+
+def parse_vocabulary(raw: object, source: str, *, base: Vocabulary | None = None) -> Vocabulary:
+    """Check a decoded vocabulary and compile it; with `base`, extend that vocabulary."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("tags"), list):
+        raise VocabularyError(f'{source}: expected a JSON object with a "tags" list')
+    version = raw.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise VocabularyError(f'{source}: missing "version" (a string such as "1" or "2026.11.1")')
+    entries: dict[tuple[str, str], dict] = {}
+    order: list[tuple[str, str]] = []
+    if base is not None:
+        for rule in base.rules:
+            order.append((rule.kind, rule.tag))
+            entries[(rule.kind, rule.tag)] = {"pattern": rule.pattern, "min": rule.min_mentions, "extra": []}
+    for entry in raw["tags"]:
+        if not isinstance(entry, dict):
+            raise VocabularyError(f"{source}: each tag must be an object with kind, tag and patterns")
+        kind, tag, patterns = entry.get("kind"), entry.get("tag"), entry.get("patterns")
+        if kind not in KINDS:
+            raise VocabularyError(f"{source}: tag {tag!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if not isinstance(tag, str) or not tag.strip():
+            raise VocabularyError(f"{source}: a {kind} tag has no name")
+        if not isinstance(patterns, list) or not patterns:
+            raise VocabularyError(f"{source}: tag {tag!r} needs a non-empty list of patterns")
+        min_mentions = entry.get("min_mentions", DEFAULT_MIN_MENTIONS)
+        if isinstance(min_mentions, bool) or not isinstance(min_mentions, int) or min_mentions < 1:
+            raise VocabularyError(f"{source}: tag {tag!r}: min_mentions must be a positive integer")
+        key = (kind, tag)
+        if key in entries and base is not None and "patterns" not in entries[key]:
+            entries[key]["extra"].extend(patterns)
+            entries[key]["min"] = entry.get("min_mentions", entries[key]["min"])
+            continue
+        if key not in entries:
+            order.append(key)
+        entries[key] = {"patterns": patterns, "min": min_mentions}
+    rules = []
+    for kind, tag in order:
+        entry = entries[(kind, tag)]
+        if "patterns" in entry:
+            pattern = _compile(entry["patterns"], source, tag)
+        elif entry["extra"]:
+            extra = _compile(entry["extra"], source, tag)
+            pattern = re.compile(f"{entry['pattern'].pattern}|{extra.pattern}")
+        else:
+            pattern = entry["pattern"]
+        rules.append(TagRule(kind, tag, pattern, entry["min"]))
+    if base is not None:
+        version = f"{base.version}+{version}"
+    return Vocabulary(version, tuple(rules))
+
+
+_DEFAULT: Vocabulary | None = None
+
+
+def default_vocabulary() -> Vocabulary:
+    """The vocabulary shipped with the package, loaded once."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        text = resources.files("harvest").joinpath("data/vocabulary.json").read_text(encoding="utf-8")
+        _DEFAULT = parse_vocabulary(json.loads(text), "harvest/data/vocabulary.json")
+    return _DEFAULT
+
+
+def load_vocabulary(path: str | Path | None) -> Vocabulary:
+    """The packaged vocabulary, extended by the user's file at `path` if given."""
+    if path is None:
+        return default_vocabulary()
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VocabularyError(f"{path}: vocabulary file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise VocabularyError(f"{path}: cannot read the vocabulary ({error})") from None
+    except json.JSONDecodeError as error:
+        raise VocabularyError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    return parse_vocabulary(raw, str(path), base=default_vocabulary())
+
+
+def _clean(text: str) -> str:
+    # LaTeX markup splits words ($\mathrm{MoS}_2$, \textit{ab initio}); drop it before matching.
+    return re.sub(r"\\[a-zA-Z]+\s*|[${}]", " ", text[:MAX_TEXT])
+
+
+def paper_tags(title: str | None, summary: str | None, comment: str | None, vocabulary: Vocabulary | None = None) -> list[Tag]:
+    """The tags a paper is substantially about: a pattern in the title, or `min_mentions` matches
+    in the abstract and comment. Ordered as in the vocabulary."""
+    vocabulary = vocabulary or default_vocabulary()
+    title = _clean(title or "")
+    body = _clean(f"{summary or ''}\n{comment or ''}")
+    tags = []
+    for rule in vocabulary.rules:
+        in_title = rule.pattern.search(title) is not None
+        mentions = sum(1 for _ in rule.pattern.finditer(body))
+        if in_title or mentions >= rule.min_mentions:
+            tags.append(Tag(rule.kind, rule.tag, mentions + in_title, in_title))
+    return tags
