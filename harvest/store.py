@@ -21,7 +21,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 
@@ -221,8 +221,45 @@ def _create_backfill_windows(db: sqlite_utils.Database) -> None:
     )
 
 
+def _schema_v2_enrichment(db: sqlite_utils.Database) -> None:
+    """What each paper is about (issue 9): links, elements, formulas, tags, derived from `papers`.
+
+    The tables hold each paper's latest version's derived rows; existing papers are enriched here,
+    so a migrated file is in step at once. Safe to run on a file that already has the tables.
+    """
+    fk = [("arxiv_id", "papers", "arxiv_id")]
+    db["paper_links"].create(
+        {"arxiv_id": str, "position": int, "url": str, "kind": str, "host": str, "found_in": str},
+        pk=("arxiv_id", "position"), not_null={"url", "kind"}, foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_elements"].create(
+        {"arxiv_id": str, "element": str}, pk=("arxiv_id", "element"), foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_formulas"].create(
+        {"arxiv_id": str, "formula": str, "as_written": str, "kind": str, "elements": str},
+        pk=("arxiv_id", "formula"), not_null={"as_written"}, foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_tags"].create(
+        {"arxiv_id": str, "kind": str, "tag": str, "mentions": int, "in_title": int, "vocabulary_version": str},
+        pk=("arxiv_id", "kind", "tag"), not_null={"vocabulary_version"}, foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_enrichment"].create(
+        {"arxiv_id": str, "version": int, "vocabulary_version": str, "code_available_no_url": int},
+        pk="arxiv_id", not_null={"version", "vocabulary_version"}, foreign_keys=fk, if_not_exists=True,
+    )
+    for table, columns in (
+        ("paper_links", ["kind"]), ("paper_links", ["host"]), ("paper_elements", ["element"]),
+        ("paper_formulas", ["formula"]), ("paper_tags", ["tag"]), ("paper_tags", ["kind", "tag"]),
+        ("paper_enrichment", ["vocabulary_version"]),
+    ):
+        db[table].create_index(columns, if_not_exists=True)
+    from .enrich import enrich_all
+
+    enrich_all(db, workers=min(2, os.cpu_count() or 1) if db["papers"].count > 20_000 else 1)
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1]
+MIGRATIONS = [_schema_v1, _schema_v2_enrichment]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -374,13 +411,15 @@ def unique_versions(papers: Iterable[dict]) -> list[dict]:
     return unique
 
 
-def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
+def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], *, vocabulary=None) -> RunCounts:
     """Compare each served (arxiv_id, version) with the database and store what is new.
 
     A paper not seen before is `new`; a higher version of a known paper is `updated`; a version
     already stored is unchanged, though the paper's current row takes the metadata arXiv changes
     without a new version (journal_ref, doi, comment) and counts as `refreshed`. Every version
     first seen gets a `versions` row owned by `run_id`; every paper seen gets `last_run = run_id`.
+    Every paper whose current row changed is enriched again (harvest.enrich, with `vocabulary`,
+    default the packaged one), so the derived tables never lag `papers`.
     Runs inside the caller's transaction; it does not commit.
     """
     papers = unique_versions(papers)
@@ -426,12 +465,15 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) 
         version_rows,
     )
     _replace_facets(db, changed)
+    from .enrich import enrich_papers
+
+    enrich_papers(db, [paper["arxiv_id"] for paper in changed], vocabulary)
     for chunk in _chunks(sorted(current)):
         db.execute(f"UPDATE papers SET last_run = ? WHERE arxiv_id IN ({','.join('?' * len(chunk))})", [run_id, *chunk])
     return counts
 
 
-def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
+def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], *, vocabulary=None) -> RunCounts:
     """The same outcome and counts as `save_papers`, with new papers indexed for search in bulk.
 
     Runs `save_papers` with the per-row FTS insert trigger dropped, then indexes the rows it
@@ -444,7 +486,7 @@ def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[di
         (last_rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM papers").fetchone()
         (trigger_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'papers_ai'").fetchone()
         db.execute("DROP TRIGGER papers_ai")
-        counts = save_papers(db, run_id, papers)
+        counts = save_papers(db, run_id, papers, vocabulary=vocabulary)
         # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows just inserted;
         # updated rows keep their rowid and were re-indexed by the update trigger.
         db.execute(

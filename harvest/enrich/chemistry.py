@@ -59,12 +59,12 @@ _FORMULA = re.compile(rf"^(?:(?:{_SYMBOL})(?:{_COUNT})?|\((?:(?:{_SYMBOL})(?:{_C
 _SYMBOL_TOKEN = re.compile(rf"(?:{_SYMBOL})")
 _SPACE_GROUP = re.compile(r"^[PIFCRAB][0-9]+(?:/[a-z]+)?$|^[PIFCRAB][a-z]?[-−]?[0-9]+[a-z]*$")
 
-_NAME_PATTERN = re.compile(r"\b(" + "|".join(sorted(_NAMES, key=len, reverse=True)) + r")s?\b", re.IGNORECASE)
-_SYSTEM = re.compile(rf"(?<![\w-])((?:{_SYMBOL})(?:[-–](?:{_SYMBOL})){{1,7}})(?![\w-])")
+_NAME_WORD = re.compile(r"(?<![\w-])[A-Za-z]{3,14}(?![\w])")
+_SYSTEM = re.compile(rf"(?<![\w-])(?=[A-Z])((?:{_SYMBOL})(?:[-–](?:{_SYMBOL})){{1,7}})(?![\w-])")
 _SYMBOL_LIST = re.compile(
-    rf"(?<![\w-])((?:{_SYMBOL})(?:(?:\s*,\s*|\s*/\s*|,?\s+and\s+|,?\s+or\s+)(?:{_SYMBOL})){{1,20}})(?![\w-])"
+    rf"(?<![\w-])(?=[A-Z])((?:{_SYMBOL})(?:(?:\s*,\s*|\s*/\s*|,?\s+and\s+|,?\s+or\s+)(?:{_SYMBOL})){{1,20}})(?![\w-])"
 )
-_LONE_SYMBOL = re.compile(rf"(?<![\w\-$\\])({_SYMBOL})(?=[- ])")
+_LONE_SYMBOL = re.compile(rf"(?<![\w\-$\\])(?=[A-Z])({_SYMBOL})(?=[- ])")
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,8 @@ def find_formulas(text: str | None) -> list[Formula]:
         word = _strip_word(match.group(0))
         if len(word) < 2 or not word[0].isupper() and word[0] not in "($(\\":
             continue
+        if len(word) > 2 and word[1:].isalpha() and word[1:].islower():
+            continue  # a capitalised word: "The", "Using" (a formula has a second capital or a digit)
         candidates = [word]
         if "-" in normalise_formula(word) and not parse_formula(word):
             # "LiFePO4-based", "MOF-5": try each hyphen part.
@@ -160,8 +162,12 @@ def find_formulas(text: str | None) -> list[Formula]:
 
 def _name_elements(text: str) -> set[str]:
     elements = set()
-    for match in _NAME_PATTERN.finditer(text):
-        name = match.group(1).lower()
+    for match in _NAME_WORD.finditer(text):
+        name = match.group(0).lower()
+        if name not in _NAMES:
+            name = name[:-1] if name.endswith("s") else name  # "lanthanides" no, "metals" no: "irons" rare
+            if name not in _NAMES:
+                continue
         if name in _AMBIGUOUS_NAMES:
             after = text[match.end() : match.end() + 30]
             if not re.match(_CHEMISTRY_AFTER, after, re.IGNORECASE):

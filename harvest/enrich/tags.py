@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from re import _constants as sre_constants, _parser as sre_parse  # the regex parser, to find literals
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,15 +29,18 @@ class TagRule:
     tag: str
     pattern: re.Pattern  # every pattern of the tag, one alternation
     min_mentions: int
+    alternatives: tuple[str, ...] = ()  # the patterns as written
 
 
 @dataclass(frozen=True)
 class Vocabulary:
     version: str
     rules: tuple[TagRule, ...] = field(repr=False)
+    matcher: "_WordStartMatcher" = field(init=False, repr=False, compare=False)
 
-    def tags(self, kind: str) -> list[str]:
-        return [rule.tag for rule in self.rules if rule.kind == kind]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matcher", _WordStartMatcher(self.rules))
+
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ def parse_vocabulary(raw: object, source: str, *, base: Vocabulary | None = None
     if base is not None:
         for rule in base.rules:
             order.append((rule.kind, rule.tag))
-            entries[(rule.kind, rule.tag)] = {"pattern": rule.pattern, "min": rule.min_mentions, "extra": []}
+            entries[(rule.kind, rule.tag)] = {
+                "pattern": rule.pattern, "min": rule.min_mentions, "extra": [], "base": list(rule.alternatives),
+            }
     for entry in raw["tags"]:
         if not isinstance(entry, dict):
             raise VocabularyError(f"{source}: each tag must be an object with kind, tag and patterns")
@@ -103,13 +109,11 @@ def parse_vocabulary(raw: object, source: str, *, base: Vocabulary | None = None
     for kind, tag in order:
         entry = entries[(kind, tag)]
         if "patterns" in entry:
-            pattern = _compile(entry["patterns"], source, tag)
-        elif entry["extra"]:
-            extra = _compile(entry["extra"], source, tag)
-            pattern = re.compile(f"{entry['pattern'].pattern}|{extra.pattern}")
+            alternatives = list(entry["patterns"])
         else:
-            pattern = entry["pattern"]
-        rules.append(TagRule(kind, tag, pattern, entry["min"]))
+            alternatives = entry["base"] + entry["extra"]
+        pattern = _compile(alternatives, source, tag)
+        rules.append(TagRule(kind, tag, pattern, entry["min"], tuple(alternatives)))
     if base is not None:
         version = f"{base.version}+{version}"
     return Vocabulary(version, tuple(rules))
@@ -154,10 +158,80 @@ def paper_tags(title: str | None, summary: str | None, comment: str | None, voca
     vocabulary = vocabulary or default_vocabulary()
     title = _clean(title or "")
     body = _clean(f"{summary or ''}\n{comment or ''}")
+    in_title = vocabulary.matcher.count(title)
+    mentions = vocabulary.matcher.count(body)
     tags = []
-    for rule in vocabulary.rules:
-        in_title = rule.pattern.search(title) is not None
-        mentions = sum(1 for _ in rule.pattern.finditer(body))
-        if in_title or mentions >= rule.min_mentions:
-            tags.append(Tag(rule.kind, rule.tag, mentions + in_title, in_title))
+    for index, rule in enumerate(vocabulary.rules):
+        count = mentions.get(index, 0)
+        if index in in_title or count >= rule.min_mentions:
+            tags.append(Tag(rule.kind, rule.tag, count + (index in in_title), index in in_title))
     return tags
+
+
+def _is_acronym(pattern: str) -> bool:
+    """A pattern with no lower-case letter outside escapes and classes: matched case-sensitively."""
+    letters = re.sub(r"\\[a-zA-Z]|\(\?:|\[[^]]*\]|s\?", "", pattern)
+    return letters == letters.upper()
+
+
+def _leading_literal(pattern: str) -> str:
+    """The literal text every match of `pattern` starts with ("" if it starts with a choice)."""
+    literal = ""
+    for op, value in sre_parse.parse(pattern):
+        if op is sre_constants.LITERAL:
+            literal += chr(value)
+        elif op is sre_constants.SUBPATTERN and all(o is sre_constants.LITERAL for o, v in value[3]):
+            literal += "".join(chr(v) for o, v in value[3])
+        else:
+            break
+    return literal
+
+
+_WORD_START = re.compile(r"(?<![\w-])\w")
+
+
+class _WordStartMatcher:
+    """Finds, in one pass over the words of a text, which rules match and how often.
+
+    Each pattern that starts with a literal is tried only at word starts whose first two letters
+    agree (a dict lookup), instead of each rule's regex scanning every position of the text; the
+    few patterns that start with a choice are scanned the slow way. Python's re made the scan of
+    every rule ~5 ms per abstract; this is ~20x less.
+    """
+
+    def __init__(self, rules: tuple[TagRule, ...]):
+        self.by_prefix: dict[str, list[tuple[int, str, re.Pattern, bool]]] = {}
+        scanned: dict[int, list[str]] = {}
+        for index, rule in enumerate(rules):
+            for alternative in rule.alternatives:
+                acronym = _is_acronym(alternative)
+                literal = _leading_literal(alternative)
+                flags = 0 if acronym else re.IGNORECASE
+                if len(literal) >= 2 and literal[0].isalnum():
+                    compiled = re.compile(f"(?:{alternative})(?![\\w])", flags)
+                    self.by_prefix.setdefault(literal[:2].lower(), []).append(
+                        (index, literal if acronym else literal.lower(), compiled, acronym)
+                    )
+                else:
+                    scanned.setdefault(index, []).append(alternative)
+        self.scanned = [(index, _compile(alternatives, "vocabulary", str(index))) for index, alternatives in scanned.items()]
+
+    def count(self, text: str) -> dict[int, int]:
+        """Rule index -> number of word starts in `text` where one of the rule's patterns matches."""
+        lowered = text.lower()
+        if len(lowered) != len(text):  # rare Unicode whose lower case is longer: positions differ
+            lowered = text
+        hits: dict[int, set[int]] = {}
+        by_prefix = self.by_prefix
+        for start in _WORD_START.finditer(text):
+            position = start.start()
+            candidates = by_prefix.get(lowered[position : position + 2])
+            if not candidates:
+                continue
+            for index, literal, compiled, acronym in candidates:
+                if (text if acronym else lowered).startswith(literal, position) and compiled.match(text, position):
+                    hits.setdefault(index, set()).add(position)
+        for index, pattern in self.scanned:
+            for match in pattern.finditer(text):
+                hits.setdefault(index, set()).add(match.start())
+        return {index: len(positions) for index, positions in hits.items()}
