@@ -65,7 +65,7 @@ def test_metadata_describes_every_column_of_the_schema():
         assert tables[table]["description"], table
         assert sorted(tables[table]["columns"]) == sorted(db[table].columns_dict), table
     assert tables["papers"]["sort_desc"] == "updated"
-    assert tables["papers"]["facets"] == ["primary_category", {"array": "categories"}]
+    assert tables["papers"]["facets"] == ["primary_category", {"child": "paper_categories.category"}]
 
 
 # ---------------------------------------------------------------- canned queries, literal rows
