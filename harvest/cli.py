@@ -163,7 +163,7 @@ def readme(db_path: str, readme_path: str, config_path: str):
     try:
         section = render_section(
             db, zone=config.zone, label=config.timezone_label, max_papers=config.readme_max_papers,
-            more_url=config.dataset_url,
+            more_url=config.dataset_url, tags=config.readme_tags,
         )
     finally:
         db.close()

@@ -60,7 +60,23 @@ def _stamp(finished_at: str, zone: ZoneInfo, label: str) -> str:
     return f"*Last updated: {moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')} ({label})*\n\n"
 
 
-def _paper_block(index: int, paper: dict) -> str:
+def paper_tag_lines(db: sqlite_utils.Database, arxiv_ids: list[str]) -> dict[str, str]:
+    """Each paper's tags as one line, materials then methods then tasks ("MOF, diffusion model")."""
+    if "paper_tags" not in db.table_names():
+        return {}  # a file from before schema 2, opened read-only
+    lines: dict[str, list[str]] = {}
+    for start in range(0, len(arxiv_ids), 500):
+        chunk = arxiv_ids[start : start + 500]
+        for arxiv_id, tag in db.execute(
+            f"SELECT arxiv_id, tag FROM paper_tags WHERE arxiv_id IN ({','.join('?' * len(chunk))}) "
+            "ORDER BY arxiv_id, CASE kind WHEN 'material' THEN 0 WHEN 'method' THEN 1 ELSE 2 END, mentions DESC, tag",
+            chunk,
+        ):
+            lines.setdefault(arxiv_id, []).append(tag)
+    return {arxiv_id: ", ".join(tags) for arxiv_id, tags in lines.items()}
+
+
+def _paper_block(index: int, paper: dict, tags: str | None = None) -> str:
     entry_url = f"http://arxiv.org/abs/{paper['arxiv_id']}v{paper['version']}"
     authors = ", ".join(json.loads(paper["authors"]))
     return (
@@ -68,6 +84,7 @@ def _paper_block(index: int, paper: dict) -> str:
         f"**Authors:** {_safe(authors)}\n\n"
         f"**Published:** {(paper['published'] or '')[:10]}\n\n"
         f"**Category:** {_safe(paper['primary_category'] or '')}\n\n"
+        + (f"**Tags:** {_safe(tags)}\n\n" if tags else "") +
         f"**ID:** {paper['arxiv_id']}v{paper['version']}\n\n"
         f"**Link:** [{entry_url}]({entry_url})\n\n"
         f"**Summary:** {_safe(paper['summary'])}...\n\n"
@@ -82,8 +99,12 @@ def render_section(
     label: str = "SGT",
     max_papers: int = 100,
     more_url: str | None = None,
+    tags: bool = False,
 ) -> str:
     """The whole section, markers included, byte for byte in the original tracker's format.
+
+    With `tags` (config `readme_tags`), a paper with tags gets a `**Tags:**` line after its
+    category; without, the format is exactly the original's.
 
     Lists the versions first seen in the latest successful run (at most `max_papers`, newest
     first, then one line counting the rest). With no successful run, or none new, the section
@@ -96,7 +117,11 @@ def render_section(
         body = f"{EMPTY_HEADLINE}\n\n{stamp}"
     else:
         body = f"## New Papers ({len(papers)})\n\n{stamp}"
-        body += "".join(_paper_block(index, paper) for index, paper in enumerate(papers[:max_papers], 1))
+        shown = papers[:max_papers]
+        tag_lines = paper_tag_lines(db, [paper["arxiv_id"] for paper in shown]) if tags else {}
+        body += "".join(
+            _paper_block(index, paper, tag_lines.get(paper["arxiv_id"])) for index, paper in enumerate(shown, 1)
+        )
         rest = len(papers) - max_papers
         if rest > 0:
             where = f"[the full list]({more_url.rstrip('/')}/ai4mat/new_today)" if more_url else "the `new_today` query of the dataset"

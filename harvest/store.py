@@ -249,7 +249,7 @@ def _schema_v2_enrichment(db: sqlite_utils.Database) -> None:
     )
     for table, columns in (
         ("paper_links", ["kind"]), ("paper_links", ["host"]), ("paper_elements", ["element"]),
-        ("paper_formulas", ["formula"]), ("paper_tags", ["tag"]), ("paper_tags", ["kind", "tag"]),
+        ("paper_formulas", ["formula"]), ("paper_tags", ["tag"]),
         ("paper_enrichment", ["vocabulary_version"]),
     ):
         db[table].create_index(columns, if_not_exists=True)
