@@ -41,7 +41,9 @@ class Vocabulary:
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", _WordStartMatcher(self.rules))
 
-
+    def tags(self, kind: str) -> list[str]:
+        """The tag names of one kind, in vocabulary order."""
+        return [rule.tag for rule in self.rules if rule.kind == kind]
 
 @dataclass(frozen=True)
 class Tag:
@@ -61,8 +63,7 @@ def _compile(patterns: list[str], source: str, tag: str) -> re.Pattern:
             re.compile(pattern)
         except re.error as error:
             raise VocabularyError(f"{source}: tag {tag!r}: bad pattern {pattern!r} ({error})") from None
-        letters = re.sub(r"\\[a-zA-Z]|\(\?:|\[[^]]*\]|s\?", "", pattern)
-        if letters == letters.upper():
+        if _is_acronym(pattern):
             parts.append(f"(?:{pattern})")  # an acronym: GAN, not "gan"; GAs, not "gas"
         else:
             parts.append(f"(?i:{pattern})")
@@ -169,9 +170,11 @@ def paper_tags(title: str | None, summary: str | None, comment: str | None, voca
 
 
 def _is_acronym(pattern: str) -> bool:
-    """A pattern with no lower-case letter outside escapes and classes: matched case-sensitively."""
+    """Matched case-sensitively: a pattern with no lower-case letter (DFT, GANs?) or with a capital
+    inside a word (GaN, SchNet, MXenes): "gas" is not GAs, "gan" not GaN. Other patterns
+    ("Bayesian optimization", "perovskites?") match in any case."""
     letters = re.sub(r"\\[a-zA-Z]|\(\?:|\[[^]]*\]|s\?", "", pattern)
-    return letters == letters.upper()
+    return letters == letters.upper() or re.search(r"[A-Za-z][A-Z]", letters) is not None
 
 
 def _leading_literal(pattern: str) -> str:
