@@ -50,6 +50,9 @@ _MATERIAL_WORD_AFTER = re.compile(
 # A word of text: a formula candidate. Separators are spaces and sentence punctuation; the
 # LaTeX inside `$...$` and `_{...}` has no spaces in formulas as arXiv writes them.
 _WORD = re.compile(r"[^\s,;:!?\"'“”‘’]+")
+# A formula has a capital followed (after an optional small letter) by a digit, a capital, a
+# bracket, LaTeX, or a variable count: "The", "Using", "Li" alone have none.
+_FORMULA_HINT = re.compile(r"[A-Z][a-z]?[0-9A-Z$_({\\xyzδ]")
 _LATEX_MARKUP = re.compile(r"\\(?:mathrm|text|rm|mathbf|textrm|mathit)\s*|[${}_~]|\\,|\\!")
 _CHARGE = re.compile(r"\^\{?[0-9]*[+\-−]\}?|\^\{?[0-9.]+\}?")
 _COUNT = rf"(?:[0-9]*\.?[0-9]+(?:[-+−][{_VARIABLE}0-9.]+)?|[{_VARIABLE}](?:[-+−][0-9.]+)?|[0-9]*\.?[0-9]*[-+−][{_VARIABLE}])"
@@ -142,6 +145,8 @@ def find_formulas(text: str | None) -> list[Formula]:
     text = text[:MAX_TEXT]
     found: dict[str, Formula] = {}
     for match in _WORD.finditer(text):
+        if not _FORMULA_HINT.search(match.group(0)):
+            continue  # most words: no capital followed by a digit, a capital or LaTeX
         word = _strip_word(match.group(0))
         if len(word) < 2 or not word[0].isupper() and word[0] not in "($(\\":
             continue
@@ -162,19 +167,25 @@ def find_formulas(text: str | None) -> list[Formula]:
 
 def _name_elements(text: str) -> set[str]:
     elements = set()
-    for match in _NAME_WORD.finditer(text):
-        name = match.group(0).lower()
-        if name not in _NAMES:
-            name = name[:-1] if name.endswith("s") else name  # "lanthanides" no, "metals" no: "irons" rare
-            if name not in _NAMES:
+    lowered = text.lower()
+    words = set(_NAME_WORD.findall(lowered))
+    named = {word if word in _NAMES else word[:-1] for word in words if word in _NAMES or word[:-1] in _NAMES}
+    if not named:
+        return elements
+    # Only texts that name an element are walked word by word, for the context that ambiguous names need.
+    for match in _NAME_WORD.finditer(lowered):
+        name = match.group(0)
+        if name not in named:
+            name = name[:-1]
+            if name not in named:
                 continue
         if name in _AMBIGUOUS_NAMES:
-            after = text[match.end() : match.end() + 30]
+            after = lowered[match.end() : match.end() + 30]
             if not re.match(_CHEMISTRY_AFTER, after, re.IGNORECASE):
                 continue
             if name == "gold" and re.match(r"[- ]standard", after):
                 continue
-        if _NOT_COMPOSITION.match(text, match.start()):
+        if _NOT_COMPOSITION.match(lowered, match.start()):
             continue
         elements.add(_NAMES[name])
     return elements

@@ -180,7 +180,10 @@ def _is_acronym(pattern: str) -> bool:
 def _leading_literal(pattern: str) -> str:
     """The literal text every match of `pattern` starts with ("" if it starts with a choice)."""
     literal = ""
-    for op, value in sre_parse.parse(pattern):
+    items = list(sre_parse.parse(pattern))
+    while items and items[0][0] in (sre_constants.ASSERT, sre_constants.ASSERT_NOT) and items[0][1][0] < 0:
+        items.pop(0)  # a lookbehind ("not after variational ") is checked by the compiled pattern
+    for op, value in items:
         if op is sre_constants.LITERAL:
             literal += chr(value)
         elif op is sre_constants.SUBPATTERN and all(o is sre_constants.LITERAL for o, v in value[3]):
@@ -191,6 +194,7 @@ def _leading_literal(pattern: str) -> str:
 
 
 _WORD_START = re.compile(r"(?<![\w-])\w")
+KEY = 4  # letters of a pattern's leading literal that index it
 
 
 class _WordStartMatcher:
@@ -204,20 +208,28 @@ class _WordStartMatcher:
 
     def __init__(self, rules: tuple[TagRule, ...]):
         self.by_prefix: dict[str, list[tuple[int, str, re.Pattern, bool]]] = {}
+        self.key_lengths: set[int] = set()
         scanned: dict[int, list[str]] = {}
         for index, rule in enumerate(rules):
-            for alternative in rule.alternatives:
+            for alternative in (part for pattern in rule.alternatives for part in _expand_leading_group(pattern)):
                 acronym = _is_acronym(alternative)
                 literal = _leading_literal(alternative)
                 flags = 0 if acronym else re.IGNORECASE
                 if len(literal) >= 2 and literal[0].isalnum():
                     compiled = re.compile(f"(?:{alternative})(?![\\w])", flags)
-                    self.by_prefix.setdefault(literal[:2].lower(), []).append(
+                    # Keyed by up to KEY letters: short buckets, so few patterns are tried per word.
+                    key = literal[:KEY].lower()
+                    self.by_prefix.setdefault(key, []).append(
                         (index, literal if acronym else literal.lower(), compiled, acronym)
                     )
+                    self.key_lengths.add(len(key))
                 else:
                     scanned.setdefault(index, []).append(alternative)
         self.scanned = [(index, _compile(alternatives, "vocabulary", str(index))) for index, alternatives in scanned.items()]
+        self.key_lengths_desc = sorted(self.key_lengths, reverse=True)
+        # One regex finds the word starts where some key begins (a trie, so sre branches on
+        # letters instead of trying hundreds of alternatives): the Python loop visits only those.
+        self.starts = re.compile(r"(?<![\w-])(?=" + _trie_regex(list(self.by_prefix)) + ")", re.IGNORECASE)
 
     def count(self, text: str) -> dict[int, int]:
         """Rule index -> number of word starts in `text` where one of the rule's patterns matches."""
@@ -226,15 +238,69 @@ class _WordStartMatcher:
             lowered = text
         hits: dict[int, set[int]] = {}
         by_prefix = self.by_prefix
-        for start in _WORD_START.finditer(text):
+        lengths = self.key_lengths_desc
+        for start in self.starts.finditer(text):
             position = start.start()
-            candidates = by_prefix.get(lowered[position : position + 2])
-            if not candidates:
-                continue
-            for index, literal, compiled, acronym in candidates:
-                if (text if acronym else lowered).startswith(literal, position) and compiled.match(text, position):
-                    hits.setdefault(index, set()).add(position)
+            for length in lengths:
+                candidates = by_prefix.get(lowered[position : position + length])
+                if not candidates:
+                    continue
+                for index, literal, compiled, acronym in candidates:
+                    if (text if acronym else lowered).startswith(literal, position) and compiled.match(text, position):
+                        hits.setdefault(index, set()).add(position)
         for index, pattern in self.scanned:
             for match in pattern.finditer(text):
                 hits.setdefault(index, set()).add(match.start())
         return {index: len(positions) for index, positions in hits.items()}
+
+
+def _trie_regex(words: list[str]) -> str:
+    """A regex matching any of `words` (at least one character each), as a trie."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict) -> str:
+        ends = "" in node
+        branches = [re.escape(char) + pattern(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if ends else body
+
+    return pattern(trie) or "(?!)"
+
+
+def _expand_leading_group(pattern: str, depth: int = 0) -> list[str]:
+    """`(?:a|b)rest` as [`arest`, `brest`], so each starts with a literal that can index it."""
+    if not pattern.startswith("(?:") or depth > 2:
+        return [pattern]
+    level, parts, start, index = 0, [], 3, 3
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            index = pattern.index("]", index + 1) + 1
+            continue
+        if char == "(":
+            level += 1
+        elif char == ")":
+            if level == 0:
+                break
+            level -= 1
+        elif char == "|" and level == 0:
+            parts.append(pattern[start:index])
+            start = index + 1
+        index += 1
+    else:
+        return [pattern]
+    parts.append(pattern[start:index])
+    rest = pattern[index + 1 :]
+    if rest[:1] in ("?", "*", "+", "{"):
+        return [pattern]  # an optional or repeated group: not a fixed start
+    return [expanded for part in parts for expanded in _expand_leading_group(part + rest, depth + 1)]
