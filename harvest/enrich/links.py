@@ -148,7 +148,9 @@ def _candidates(text: str) -> list[tuple[int, str]]:
         found.append((start, url))
 
     for match in _LATEX_URL.finditer(text):
-        add(match.start(), match.end(), re.sub(r"\s+", "", match.group(1)))
+        # A line break inside the braces is wrapping; a quote or bracket ends the address.
+        inner = re.match(f"{_URL_CHARS}*", re.sub(r"\s+", "", match.group(1))).group(0)
+        add(match.start(), match.end(), inner)
     for pattern in (_SCHEME_URL, _WWW_URL, _BARE_URL):
         for match in pattern.finditer(text):
             url, end = match.group(0), match.end()
