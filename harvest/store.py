@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -255,7 +256,12 @@ def _schema_v2_enrichment(db: sqlite_utils.Database) -> None:
         db[table].create_index(columns, if_not_exists=True)
     from .enrich import enrich_all
 
-    enrich_all(db, workers=min(2, os.cpu_count() or 1) if db["papers"].count > 20_000 else 1)
+    papers = db.execute("SELECT count(*) FROM papers").fetchone()[0]
+    if papers > 20_000:
+        logging.getLogger(__name__).warning(
+            "schema 2: deriving the links, elements and tags of %s papers, once (see `ai4mat enrich`)", f"{papers:,}"
+        )
+    enrich_all(db, workers=min(2, os.cpu_count() or 1) if papers > 20_000 else 1)
 
 
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
