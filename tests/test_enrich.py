@@ -220,6 +220,8 @@ def test_a_user_vocabulary_adds_tags_and_terms(tmp_path):
      "x.json: tag 'red': kind must be one of material, method, task, got 'colour'"),
     ({"version": "1", "tags": [{"kind": "task", "tag": "x", "patterns": ["(unclosed"]}]},
      "x.json: tag 'x': bad pattern '(unclosed' (missing ), unterminated subpattern at position 0)"),
+    ({"version": "1", "tags": [{"kind": "task", "tag": "x", "patterns": ["(?:ab)?"]}]},
+     "x.json: tag 'x': pattern '(?:ab)?' matches empty text (it would tag every paper)"),
     ({"version": "1", "tags": [{"kind": "task", "tag": "x", "patterns": ["a"], "min_mentions": 0}]},
      "x.json: tag 'x': min_mentions must be a positive integer"),
 ])

@@ -60,9 +60,11 @@ def _compile(patterns: list[str], source: str, tag: str) -> re.Pattern:
         if not isinstance(pattern, str) or not pattern.strip():
             raise VocabularyError(f"{source}: tag {tag!r} has an empty or non-string pattern")
         try:
-            re.compile(pattern)
+            compiled = re.compile(pattern)
         except re.error as error:
             raise VocabularyError(f"{source}: tag {tag!r}: bad pattern {pattern!r} ({error})") from None
+        if compiled.fullmatch(""):
+            raise VocabularyError(f"{source}: tag {tag!r}: pattern {pattern!r} matches empty text (it would tag every paper)")
         if _is_acronym(pattern):
             parts.append(f"(?:{pattern})")  # an acronym: GAN, not "gan"; GAs, not "gas"
         else:
