@@ -280,3 +280,8 @@ def test_quality_on_the_dev_papers_meets_the_targets():
     for name, (precision, recall) in benchmark.TARGETS.items():
         assert figures[name]["precision"] >= precision and figures[name]["recall"] >= recall, (name, figures[name])
     assert figures["links"]["kind_accuracy"] >= 0.90
+
+
+def test_text_whose_lower_case_is_longer_keeps_its_positions():
+    # "İ" lower-cases to two characters; matching must not shift onto the wrong words.
+    assert [t.tag for t in paper_tags("İİİ: Diffusion models for MOFs", "", None)] == ["MOF", "diffusion model"]

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from harvest import store
 from harvest.cli import cli
 from harvest.enrich import ENRICH_TABLES, enrich_all
-from harvest.store import open_db, save_papers, save_papers_bulk, start_run, writing
+from harvest.store import save_papers, save_papers_bulk, start_run, writing
 
 from .dumps import dump
 from .fake_arxiv import make_paper
