@@ -234,14 +234,16 @@ def _schema_v2_enrichment(db: sqlite_utils.Database) -> None:
         pk=("arxiv_id", "position"), not_null={"url", "kind"}, foreign_keys=fk, if_not_exists=True,
     )
     db["paper_elements"].create(
-        {"arxiv_id": str, "element": str}, pk=("arxiv_id", "element"), foreign_keys=fk, if_not_exists=True,
+        {"arxiv_id": str, "element": str, "updated": str}, pk=("arxiv_id", "element"), foreign_keys=fk,
+        if_not_exists=True,
     )
     db["paper_formulas"].create(
         {"arxiv_id": str, "formula": str, "as_written": str, "kind": str, "elements": str},
         pk=("arxiv_id", "formula"), not_null={"as_written"}, foreign_keys=fk, if_not_exists=True,
     )
     db["paper_tags"].create(
-        {"arxiv_id": str, "kind": str, "tag": str, "mentions": int, "in_title": int, "vocabulary_version": str},
+        {"arxiv_id": str, "kind": str, "tag": str, "mentions": int, "in_title": int, "vocabulary_version": str,
+         "updated": str},
         pk=("arxiv_id", "kind", "tag"), not_null={"vocabulary_version"}, foreign_keys=fk, if_not_exists=True,
     )
     db["paper_enrichment"].create(
@@ -249,8 +251,9 @@ def _schema_v2_enrichment(db: sqlite_utils.Database) -> None:
         pk="arxiv_id", not_null={"version", "vocabulary_version"}, foreign_keys=fk, if_not_exists=True,
     )
     for table, columns in (
-        ("paper_links", ["kind"]), ("paper_links", ["host"]), ("paper_elements", ["element"]),
-        ("paper_formulas", ["formula"]), ("paper_tags", ["tag"]),
+        # (value, updated, arxiv_id): by_tag and by_elements read one value's papers newest first.
+        ("paper_links", ["kind"]), ("paper_links", ["host"]), ("paper_elements", ["element", "updated", "arxiv_id"]),
+        ("paper_formulas", ["formula"]), ("paper_tags", ["tag", "updated", "arxiv_id"]),
         ("paper_enrichment", ["vocabulary_version"]),
     ):
         db[table].create_index(columns, if_not_exists=True)

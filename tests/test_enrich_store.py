@@ -25,6 +25,7 @@ MOF_PAPER = make_paper(
             "Zn-based and Cu-based frameworks. Code: https://github.com/lab/mofdiff.",
     comment="Data at https://zenodo.org/records/123",
 )
+UPDATED = MOF_PAPER["updated"]  # copied into tag and element rows for the newest-first indexes
 PLAIN_PAPER = make_paper(2, title="A note on lattices", summary="We count lattice points.", comment=None)
 
 
@@ -47,11 +48,11 @@ MOF_ROWS = {
         ("2611.00001", 0, "https://github.com/lab/mofdiff", "code", "github.com", "summary"),
         ("2611.00001", 1, "https://zenodo.org/records/123", "data", "zenodo.org", "comment"),
     ],
-    "paper_elements": [("2611.00001", "C"), ("2611.00001", "Cu"), ("2611.00001", "O"), ("2611.00001", "Zn")],
+    "paper_elements": [("2611.00001", symbol, UPDATED) for symbol in ("C", "Cu", "O", "Zn")],
     "paper_formulas": [("2611.00001", "CO2", "CO$_2$", "compound", "C O")],
     "paper_tags": [
-        ("2611.00001", "material", "MOF", 2, 1, VOCABULARY),
-        ("2611.00001", "method", "diffusion model", 2, 1, VOCABULARY),
+        ("2611.00001", "material", "MOF", 2, 1, VOCABULARY, UPDATED),
+        ("2611.00001", "method", "diffusion model", 2, 1, VOCABULARY, UPDATED),
     ],
     "paper_enrichment": [("2611.00001", 1, VOCABULARY, 0)],
 }

@@ -31,25 +31,29 @@ class EnrichedRows:
 
 
 def enrich_paper(arxiv_id: str, version: int, title: str | None, summary: str | None, comment: str | None,
-                 vocabulary: Vocabulary) -> EnrichedRows:
-    """Every enrichment row of one paper version; no I/O."""
+                 vocabulary: Vocabulary, updated: str | None = None) -> EnrichedRows:
+    """Every enrichment row of one paper version; no I/O. `updated` (the version's time) is copied
+    into tag and element rows so by_tag and by_elements read them newest first from an index."""
     links = paper_links(summary, comment)
     formulas, elements = paper_chemistry(title, summary, comment)
     tags = paper_tags(title, summary, comment, vocabulary)
     return EnrichedRows(
         links=[(arxiv_id, position, link.url, link.kind, host_of(link.url), link.found_in) for position, link in enumerate(links)],
-        elements=[(arxiv_id, element) for element in elements],
+        elements=[(arxiv_id, element, updated) for element in elements],
         formulas=[(arxiv_id, formula.formula, formula.as_written, formula.kind, " ".join(formula.elements)) for formula in formulas],
-        tags=[(arxiv_id, tag.kind, tag.tag, tag.mentions, int(tag.in_title), vocabulary.version) for tag in tags],
+        tags=[(arxiv_id, tag.kind, tag.tag, tag.mentions, int(tag.in_title), vocabulary.version, updated) for tag in tags],
         enrichment=(arxiv_id, version, vocabulary.version, int(code_available_no_url(summary, comment, links))),
     )
 
 
 _INSERTS = {
     "paper_links": "INSERT INTO paper_links (arxiv_id, position, url, kind, host, found_in) VALUES (?, ?, ?, ?, ?, ?)",
-    "paper_elements": "INSERT INTO paper_elements (arxiv_id, element) VALUES (?, ?)",
+    "paper_elements": "INSERT INTO paper_elements (arxiv_id, element, updated) VALUES (?, ?, ?)",
     "paper_formulas": "INSERT INTO paper_formulas (arxiv_id, formula, as_written, kind, elements) VALUES (?, ?, ?, ?, ?)",
-    "paper_tags": "INSERT INTO paper_tags (arxiv_id, kind, tag, mentions, in_title, vocabulary_version) VALUES (?, ?, ?, ?, ?, ?)",
+    "paper_tags": (
+        "INSERT INTO paper_tags (arxiv_id, kind, tag, mentions, in_title, vocabulary_version, updated) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    ),
     "paper_enrichment": "INSERT INTO paper_enrichment (arxiv_id, version, vocabulary_version, code_available_no_url) VALUES (?, ?, ?, ?)",
 }
 
@@ -71,7 +75,7 @@ def _paper_texts(db: sqlite_utils.Database, arxiv_ids: list[str]) -> Iterator[tu
     for start in range(0, len(arxiv_ids), 500):
         chunk = arxiv_ids[start : start + 500]
         yield from db.execute(
-            f"SELECT arxiv_id, version, title, summary, comment FROM papers WHERE arxiv_id IN ({','.join('?' * len(chunk))})",
+            f"SELECT arxiv_id, version, title, summary, comment, updated FROM papers WHERE arxiv_id IN ({','.join('?' * len(chunk))})",
             chunk,
         )
 
@@ -84,7 +88,7 @@ def enrich_papers(db: sqlite_utils.Database, arxiv_ids: Iterable[str], vocabular
     """
     vocabulary = vocabulary or default_vocabulary()
     arxiv_ids = sorted(set(arxiv_ids))
-    rows = [enrich_paper(*text, vocabulary) for text in _paper_texts(db, arxiv_ids)]
+    rows = [enrich_paper(*text[:5], vocabulary, text[5]) for text in _paper_texts(db, arxiv_ids)]
     store_rows(db, arxiv_ids, rows)
     return len(rows)
 
@@ -101,11 +105,11 @@ def _init_worker(vocabulary: Vocabulary) -> None:
 
 
 def _enrich_chunk(texts: list[tuple]) -> list[EnrichedRows]:
-    return [enrich_paper(*text, _WORKER_VOCABULARY) for text in texts]
+    return [enrich_paper(*text[:5], _WORKER_VOCABULARY, text[5]) for text in texts]
 
 
 def _chunks_of_papers(db: sqlite_utils.Database) -> Iterator[list[tuple]]:
-    cursor = db.conn.execute("SELECT arxiv_id, version, title, summary, comment FROM papers ORDER BY rowid")
+    cursor = db.conn.execute("SELECT arxiv_id, version, title, summary, comment, updated FROM papers ORDER BY rowid")
     while True:
         texts = cursor.fetchmany(CHUNK)
         if not texts:
@@ -135,7 +139,7 @@ def enrich_all(db: sqlite_utils.Database, vocabulary: Vocabulary | None = None, 
 
     if workers <= 1:
         for texts in _chunks_of_papers(db):
-            store([enrich_paper(*text, vocabulary) for text in texts])
+            store([enrich_paper(*text[:5], vocabulary, text[5]) for text in texts])
         return total
     import multiprocessing
     from collections import deque
