@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import logging  # noqa: E402
+
 import yaml  # noqa: E402
 from datasette.app import Datasette  # noqa: E402
 
@@ -157,6 +159,7 @@ async def measure(path: Path, verbose: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, help="use this already built database instead of building one")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each query's score")

@@ -1,13 +1,20 @@
-"""Datasette plugin for the AI4MAT dataset: safe full-text queries and links to paper pages.
+"""Datasette plugin for the AI4MAT dataset: relevance search, safe full-text queries, paper links.
 
-Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it must not
-import anything beyond Datasette and the standard library.
+Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it imports only
+Datasette, the standard library and declared dependencies (wordllama and numpy, optional: without
+them search is lexical only).
 """
 
 from __future__ import annotations
 
 import html
+import json
+import math
 import re
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
 
 from datasette import hookimpl
 from datasette.utils import tilde_encode
@@ -21,6 +28,28 @@ MAX_TERMS = 16
 # Short prefixes (ma*) expand to thousands of terms and take seconds; below this, * is ignored.
 MIN_PREFIX = 4
 _MARKED = re.compile(r"\*\*(.+?)\*\*", re.S)
+SYNONYMS_PATH = Path(__file__).with_name("ai4mat_synonyms.json")
+
+# Words that carry no topic in a researcher's query. Domain words (model, material, learning)
+# are not here: they are dropped, when at all, by their document frequency in the dataset.
+STOP_WORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had
+has have having he her here hers how i if in into is it its itself just let me more most my no nor
+not of off on once only or other our out over own same she should so some such than that the their
+them then there these they this those through to too under until up very was we were what when
+where which while who whom why will with would you your yours paper papers study studies using use
+used based via new novel approach approaches method methods find finding show shows given many
+work works toward towards within without across among like e.g i.e etc vs versus one two
+""".split())
+# A term in more than this share of the papers is dropped from ranking (unless every term is):
+# it barely moves bm25, and scoring its matches is what makes common-word queries slow at 1M.
+COMMON_SHARE = 0.15
+CANDIDATES = 100  # lexical candidates re-ranked with embeddings
+SHOWN = 50
+RRF_K = 60
+PRF_DOCS = 5
+TITLE_WEIGHT = 3.0
 
 
 def fts_query(text: str | None) -> str:
@@ -37,13 +66,208 @@ def fts_query(text: str | None) -> str:
     for term in _TERM.findall(str(text))[:MAX_TERMS]:
         word = term.rstrip("*")
         prefix = term.endswith("*") and len(word) >= MIN_PREFIX
-        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+        terms.append(_phrase(word, prefix))
     return " ".join(terms) or NO_MATCH
+
+
+def _phrase(text: str, prefix: bool = False) -> str:
+    return '"' + text.replace('"', '""') + '"' + ("*" if prefix else "")
+
+
+# ---------------------------------------------------------------- parsing a researcher's query
+
+
+@lru_cache(maxsize=1)
+def synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Each term's word tuple -> every term it stands for (itself first), from ai4mat_synonyms.json."""
+    index: dict[tuple[str, ...], list[str]] = {}
+    for group in json.loads(SYNONYMS_PATH.read_text(encoding="utf-8"))["groups"]:
+        for term in group:
+            alternatives = index.setdefault(_words(term), [term])
+            alternatives += [other for other in group if other not in alternatives]
+    return {key: tuple(value) for key, value in index.items()}
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(word for word in re.split(r"[\s\-/]+", text.lower()) if word)
+
+
+_QUOTED = re.compile(r'"([^"]*)"')
+_NEGATED = re.compile(r"(?:(?<=\s)|^)(?:-|NOT\s+)(\w+(?:[-./']\w+)*)")
+
+
+def parse_query(text: str | None) -> dict:
+    """Split free text into what search looks for.
+
+    Returns `groups` (each a list of alternative FTS5 phrases: a word or quoted phrase with its
+    synonyms; stop words dropped), `required` (quoted phrases, which must match), `negatives`
+    (`-word`, `NOT word`: papers with them are left out) and `text` (the words, for embedding).
+    """
+    text = str(text or "")[:500]
+    required = [" ".join(_TERM.findall(phrase)) for phrase in _QUOTED.findall(text)]
+    required = [phrase.replace("*", "") for phrase in required if phrase]
+    text = _QUOTED.sub(" ", text)
+    negatives = [term for term in _NEGATED.findall(text)]
+    text = _NEGATED.sub(" ", text)
+    groups: list[list[str]] = [[_phrase(phrase)] for phrase in required]
+    terms = _TERM.findall(text)[:MAX_TERMS]
+    index = synonyms()
+    words: list[tuple[str, bool]] = []  # (word, prefix)
+    for term in terms:
+        prefix = term.endswith("*") and len(term.rstrip("*")) >= MIN_PREFIX
+        parts = _words(term.rstrip("*").replace(".", " ").replace("'", " "))
+        words += [(part, prefix and i == len(parts) - 1) for i, part in enumerate(parts)]
+        if not parts:
+            continue
+    position = 0
+    while position < len(words):
+        for size in range(min(6, len(words) - position), 0, -1):
+            key = tuple(word for word, _ in words[position : position + size])
+            if key in index and not words[position + size - 1][1]:
+                groups.append([_phrase(alternative) for alternative in index[key]])
+                position += size
+                break
+        else:
+            word, prefix = words[position]
+            if word not in STOP_WORDS:
+                groups.append([_phrase(word, prefix)])
+            position += 1
+    unique = []
+    for group in groups:
+        if group not in unique:
+            unique.append(group)
+    plain = " ".join(term.rstrip("*") for term in terms) + " " + " ".join(required)
+    return {"groups": unique, "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
+
+
+def _any(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
+
+
+# ---------------------------------------------------------------- ranking
+
+
+@lru_cache(maxsize=1)
+def _embedder():
+    """WordLlama from the files in its wheel (never downloaded), or None where it is not installed."""
+    try:
+        import numpy  # noqa: F401
+        import wordllama
+        from wordllama import WordLlama
+    except ImportError:
+        return None
+    package = Path(wordllama.__file__).parent
+    cache = Path(tempfile.mkdtemp(prefix="ai4mat-wordllama-"))
+    try:
+        for folder, name in (("tokenizers", "l2_supercat_tokenizer_config.json"), ("weights", "l2_supercat_256.safetensors")):
+            (cache / folder).mkdir()
+            shutil.copy(package / folder / name, cache / folder / name)
+        return WordLlama.load(cache_dir=cache, disable_download=True)
+    except Exception:  # a broken install must not take search down: fall back to lexical
+        return None
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+class Searcher:
+    """Ranks papers for free text on one SQLite connection (Datasette opens one per thread)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.document_frequency: dict[str, int] = {}
+        self.papers = None
+        self.has_embeddings = None
+        self.plans: dict[str, dict] = {}
+
+    def count(self, expression: str) -> int:
+        if expression not in self.document_frequency:
+            if len(self.document_frequency) > 10_000:
+                self.document_frequency.clear()
+            (self.document_frequency[expression],) = self.conn.execute(
+                "select count(*) from papers_fts where papers_fts match ?", [expression]
+            ).fetchone()
+        return self.document_frequency[expression]
+
+    def plan(self, text: str | None) -> dict:
+        """The FTS5 expression to rank with (very common groups dropped) and the parsed query."""
+        key = str(text or "")
+        if key in self.plans:
+            return self.plans[key]
+        parsed = parse_query(text)
+        if self.papers is None:
+            self.papers = self.conn.execute("select coalesce(max(rowid), 0) from papers").fetchone()[0] or 1
+        counted = [(self.count(_any(group)), _any(group)) for group in parsed["groups"]]
+        counted = [(frequency, expression) for frequency, expression in counted if frequency]
+        kept = [expression for frequency, expression in counted if frequency <= COMMON_SHARE * self.papers]
+        if not kept and counted:
+            kept = [min(counted)[1]]
+        match = " OR ".join(kept)
+        if match and parsed["required"]:
+            match = " AND ".join(parsed["required"]) + " AND (" + match + ")"
+        if match and parsed["negatives"]:
+            match = "(" + match + ") NOT " + _any(parsed["negatives"])
+        plan = {**parsed, "match": match or NO_MATCH}
+        if len(self.plans) > 1000:
+            self.plans.clear()
+        self.plans[key] = plan
+        return plan
+
+    def lexical(self, match: str) -> list[tuple[int, float]]:
+        return self.conn.execute(
+            f"select rowid, bm25(papers_fts, {TITLE_WEIGHT}, 1.0) as score from papers_fts "
+            "where papers_fts match ? order by score limit ?",
+            [match, CANDIDATES],
+        ).fetchall()
+
+    def search(self, text: str | None) -> str:
+        """JSON [[rowid, relevance], ...], best first: bm25 candidates fused with embeddings."""
+        plan = self.plan(text)
+        hits = self.lexical(plan["match"])
+        if not hits and plan["required"]:
+            # A quoted phrase nobody wrote: answer with the words instead of nothing.
+            relaxed = self.plan(str(text).replace('"', " "))
+            hits = self.lexical(relaxed["match"])
+        ranked = self.rerank(plan["text"], hits)
+        return json.dumps([[rowid, round(score, 6)] for rowid, score in ranked[:SHOWN]])
+
+    def rerank(self, text: str, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        fused = {rowid: 1 / (RRF_K + rank) for rank, (rowid, _) in enumerate(hits, 1)}
+        model = _embedder() if len(hits) > 1 and text else None
+        if model is not None and self.embeddings_available():
+            import numpy as np
+
+            rowids = [rowid for rowid, _ in hits]
+            marks = ",".join("?" * len(rowids))
+            stored = dict(self.conn.execute(
+                f"select p.rowid, e.embedding from papers p join paper_embeddings e on e.arxiv_id = p.arxiv_id where p.rowid in ({marks})",
+                rowids,
+            ).fetchall())
+            have = [rowid for rowid in rowids if rowid in stored and len(stored[rowid]) == 256]
+            if have:
+                matrix = np.frombuffer(b"".join(stored[r] for r in have), dtype=np.int8).reshape(-1, 256).astype(np.float32)
+                matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
+                query = np.asarray(model.embed([text], norm=True), dtype=np.float32)[0]
+                feedback = matrix[:PRF_DOCS].mean(axis=0)
+                query = query / max(float(np.linalg.norm(query)), 1e-9) + feedback / max(float(np.linalg.norm(feedback)), 1e-9)
+                similarity = matrix @ query
+                for rank, index in enumerate(np.argsort(-similarity), 1):
+                    fused[have[index]] += 1 / (RRF_K + rank)
+        return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
+
+    def embeddings_available(self) -> bool:
+        if self.has_embeddings is None:
+            self.has_embeddings = self.conn.execute(
+                "select 1 from sqlite_master where type = 'table' and name = 'paper_embeddings'"
+            ).fetchone() is not None
+        return self.has_embeddings
 
 
 @hookimpl
 def prepare_connection(conn):
+    searcher = Searcher(conn)
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
+    conn.create_function("ai4mat_search", 1, searcher.search)
+    conn.create_function("ai4mat_match", 1, lambda text: searcher.plan(text)["match"])
 
 
 @hookimpl
