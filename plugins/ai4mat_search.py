@@ -44,12 +44,17 @@ work works toward towards within without across among like e.g i.e etc vs versus
 """.split())
 # A term in more than this share of the papers is dropped from ranking (unless every term is):
 # it barely moves bm25, and scoring its matches is what makes common-word queries slow at 1M.
-COMMON_SHARE = 0.15
+COMMON_SHARE = 0.3
 CANDIDATES = 100  # lexical candidates re-ranked with embeddings
 SHOWN = 50
-RRF_K = 60
+RRF_K = 30
 PRF_DOCS = 5
 TITLE_WEIGHT = 3.0
+LEXICAL_WEIGHT = 0.7
+PRF_WEIGHT = 0.5
+PRF_ROUNDS = 1
+PLAIN_WEIGHT = 0.5
+BIGRAMS = True
 
 
 def fts_query(text: str | None) -> str:
@@ -88,6 +93,33 @@ def synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
     return {key: tuple(value) for key, value in index.items()}
 
 
+def _shortest(terms: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The terms without those that contain another (as a word sequence, plurals folded).
+
+    bm25 scores each phrase of an OR on its own: "large language model" next to "language
+    model" would count one mention twice.
+    """
+    keys = [tuple(_singular(word) for word in _words(term)) for term in terms]
+    kept = []
+    for key in keys:
+        if key in kept:
+            continue
+        if any(other != key and _contains(key, other) for other in keys):
+            continue
+        kept.append(key)
+    return kept
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _contains(longer: tuple[str, ...], shorter: tuple[str, ...]) -> bool:
+    return len(shorter) < len(longer) and any(
+        longer[start : start + len(shorter)] == shorter for start in range(len(longer) - len(shorter) + 1)
+    )
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(word for word in re.split(r"[\s\-/]+", text.lower()) if word)
 
@@ -110,6 +142,7 @@ def parse_query(text: str | None) -> dict:
     negatives = [term for term in _NEGATED.findall(text)]
     text = _NEGATED.sub(" ", text)
     groups: list[list[str]] = [[_phrase(phrase)] for phrase in required]
+    typed: list[str] = [_phrase(phrase) for phrase in required]
     terms = _TERM.findall(text)[:MAX_TERMS]
     index = synonyms()
     words: list[tuple[str, bool]] = []  # (word, prefix)
@@ -124,20 +157,28 @@ def parse_query(text: str | None) -> dict:
         for size in range(min(6, len(words) - position), 0, -1):
             key = tuple(word for word, _ in words[position : position + size])
             if key in index and not words[position + size - 1][1]:
-                groups.append([_phrase(alternative) for alternative in index[key]])
+                groups.append([_phrase(" ".join(alternative)) for alternative in _shortest(index[key])])
+                typed.append(_phrase(" ".join(key)))
                 position += size
                 break
         else:
             word, prefix = words[position]
             if word not in STOP_WORDS:
                 groups.append([_phrase(word, prefix)])
+                typed.append(_phrase(word, prefix))
             position += 1
+    # Adjacent typed words also count as a phrase: a paper that says "target band gap" or
+    # "powder diffraction" as written outranks one with the words scattered.
+    content = [(word, prefix) for word, prefix in words]
+    for (first, p1), (second, p2) in zip(content, content[1:]):
+        if BIGRAMS and not p1 and not p2 and first not in STOP_WORDS and second not in STOP_WORDS:
+            groups.append([_phrase(first + " " + second)])
     unique = []
     for group in groups:
         if group not in unique:
             unique.append(group)
     plain = " ".join(term.rstrip("*") for term in terms) + " " + " ".join(required)
-    return {"groups": unique, "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
+    return {"groups": unique, "typed": list(dict.fromkeys(typed)), "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
 
 
 def _any(phrases: list[str]) -> str:
@@ -201,16 +242,25 @@ class Searcher:
         kept = [expression for frequency, expression in counted if frequency <= COMMON_SHARE * self.papers]
         if not kept and counted:
             kept = [min(counted)[1]]
-        match = " OR ".join(kept)
-        if match and parsed["required"]:
-            match = " AND ".join(parsed["required"]) + " AND (" + match + ")"
-        if match and parsed["negatives"]:
-            match = "(" + match + ") NOT " + _any(parsed["negatives"])
-        plan = {**parsed, "match": match or NO_MATCH}
+        typed = [(self.count(phrase), phrase) for phrase in parsed["typed"]]
+        typed = [(frequency, phrase) for frequency, phrase in typed if frequency]
+        kept_typed = [phrase for frequency, phrase in typed if frequency <= COMMON_SHARE * self.papers]
+        if not kept_typed and typed:
+            kept_typed = [min(typed)[1]]
+        plan = {**parsed, "match": self._combine(" OR ".join(kept), parsed), "plain": self._combine(" OR ".join(kept_typed), parsed)}
         if len(self.plans) > 1000:
             self.plans.clear()
         self.plans[key] = plan
         return plan
+
+    @staticmethod
+    def _combine(match: str, parsed: dict) -> str:
+        """`match` with the quoted phrases required and the negated words excluded."""
+        if match and parsed["required"]:
+            match = " AND ".join(parsed["required"]) + " AND (" + match + ")"
+        if match and parsed["negatives"]:
+            match = "(" + match + ") NOT " + _any(parsed["negatives"])
+        return match or NO_MATCH
 
     def lexical(self, match: str) -> list[tuple[int, float]]:
         return self.conn.execute(
@@ -222,16 +272,21 @@ class Searcher:
     def search(self, text: str | None) -> str:
         """JSON [[rowid, relevance], ...], best first: bm25 candidates fused with embeddings."""
         plan = self.plan(text)
-        hits = self.lexical(plan["match"])
-        if not hits and plan["required"]:
+        if not self.lexical(plan["match"]) and plan["required"]:
             # A quoted phrase nobody wrote: answer with the words instead of nothing.
-            relaxed = self.plan(str(text).replace('"', " "))
-            hits = self.lexical(relaxed["match"])
-        ranked = self.rerank(plan["text"], hits)
+            plan = self.plan(str(text).replace('"', " "))
+        hits = self.lexical(plan["match"])
+        # The words as typed rank on their own too, so a synonym never outweighs them.
+        plain = self.lexical(plan["plain"]) if plan["plain"] != plan["match"] else hits
+        ranked = self.rerank(plan["text"], hits, plain)
         return json.dumps([[rowid, round(score, 6)] for rowid, score in ranked[:SHOWN]])
 
-    def rerank(self, text: str, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        fused = {rowid: 1 / (RRF_K + rank) for rank, (rowid, _) in enumerate(hits, 1)}
+    def rerank(self, text: str, hits: list[tuple[int, float]], plain: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Fuse the bm25 orders with embedding similarity to the query plus the top hits (RRF)."""
+        typed = {rowid: PLAIN_WEIGHT / (RRF_K + rank) for rank, (rowid, _) in enumerate(plain, 1)}
+        hits = hits + [(rowid, 0.0) for rowid, _ in plain if rowid not in {r for r, _ in hits}]
+        lexical = {rowid: LEXICAL_WEIGHT / (RRF_K + rank) + typed.get(rowid, 0) for rank, (rowid, _) in enumerate(hits, 1)}
+        fused = dict(lexical)
         model = _embedder() if len(hits) > 1 and text else None
         if model is not None and self.embeddings_available():
             import numpy as np
@@ -247,11 +302,14 @@ class Searcher:
                 matrix = np.frombuffer(b"".join(stored[r] for r in have), dtype=np.int8).reshape(-1, 256).astype(np.float32)
                 matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
                 query = np.asarray(model.embed([text], norm=True), dtype=np.float32)[0]
-                feedback = matrix[:PRF_DOCS].mean(axis=0)
-                query = query / max(float(np.linalg.norm(query)), 1e-9) + feedback / max(float(np.linalg.norm(feedback)), 1e-9)
-                similarity = matrix @ query
-                for rank, index in enumerate(np.argsort(-similarity), 1):
-                    fused[have[index]] += 1 / (RRF_K + rank)
+                query /= max(float(np.linalg.norm(query)), 1e-9)
+                for _ in range(PRF_ROUNDS):
+                    order = sorted(range(len(have)), key=lambda i: -fused[have[i]])[:PRF_DOCS]
+                    feedback = matrix[order].mean(axis=0)
+                    vector = query + PRF_WEIGHT * feedback / max(float(np.linalg.norm(feedback)), 1e-9)
+                    similarity = matrix @ vector
+                    dense = {have[index]: 1 / (RRF_K + rank) for rank, index in enumerate(np.argsort(-similarity), 1)}
+                    fused = {rowid: score + dense.get(rowid, 0) for rowid, score in lexical.items()}
         return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
 
     def embeddings_available(self) -> bool:
