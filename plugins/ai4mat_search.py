@@ -333,7 +333,7 @@ def render_cell(value, column, table, database, datasette):
     """In query results, link arxiv_id to the paper's page and show snippet highlights."""
     if table is not None or not isinstance(value, str):
         return None
-    if column == "arxiv_id" and value:
+    if column in ("arxiv_id", "related_id") and value:
         # Row URLs tilde-encode the key: cond-mat/0102536 -> cond-mat~2F0102536.
         href = datasette.urls.row(database, "papers", tilde_encode(value))
         return Markup(f'<a href="{html.escape(href)}">{html.escape(value)}</a>')
