@@ -117,6 +117,25 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
 
 @cli.command()
 @db_option
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="CPU threads for the neighbour index.")
+def enrich(db_path: str, threads: int):
+    """Embed papers that lack an embedding and recompute every paper's related papers."""
+    from .enrich import enrich_all
+
+    if not Path(db_path).is_file():
+        raise click.ClickException(f"enrich failed: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)")
+    try:
+        with writing(db_path) as db:
+            if not db["papers"].exists() or not db["papers"].count:
+                raise click.ClickException(f"enrich failed: {db_path} holds no papers (run `ai4mat harvest` first)")
+            result = enrich_all(db, threads=threads)
+    except StoreError as error:
+        raise click.ClickException(f"enrich failed: {error}")
+    click.echo(f"enrich: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
+
+
+@cli.command()
+@db_option
 @click.option("--readme", "readme_path", default="README.md", show_default=True, type=click.Path(dir_okay=False))
 @config_option
 def readme(db_path: str, readme_path: str, config_path: str):

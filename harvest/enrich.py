@@ -108,14 +108,20 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
 def embed_missing(db: sqlite_utils.Database, *, batch: int = BATCH, progress: Callable[[int], None] | None = None) -> int:
     """Embed every paper that has no stored embedding (older files); returns how many. One transaction per batch."""
     done = 0
+    last_rowid = 0
     while True:
-        rows = db.execute(
-            "SELECT p.arxiv_id, p.title, p.summary FROM papers p LEFT JOIN paper_embeddings e ON e.arxiv_id = p.arxiv_id "
-            "WHERE e.arxiv_id IS NULL LIMIT ?",
-            [batch],
+        # Walk papers by rowid: rescanning from the start for the missing ones would be quadratic.
+        page = db.execute(
+            "SELECT p.rowid, p.arxiv_id, p.title, p.summary, e.arxiv_id IS NOT NULL FROM papers p "
+            "LEFT JOIN paper_embeddings e ON e.arxiv_id = p.arxiv_id WHERE p.rowid > ? ORDER BY p.rowid LIMIT ?",
+            [last_rowid, batch],
         ).fetchall()
-        if not rows:
+        if not page:
             return done
+        last_rowid = page[-1][0]
+        rows = [(arxiv_id, title, summary) for _, arxiv_id, title, summary, embedded in page if not embedded]
+        if not rows:
+            continue
         vectors = embed.embed([embed.paper_text(title, summary) for _, title, summary in rows])
         with db.atomic():
             db.conn.executemany(

@@ -42,9 +42,11 @@ where which while who whom why will with would you your yours paper papers study
 used based via new novel approach approaches method methods find finding show shows given many
 work works toward towards within without across among like e.g i.e etc vs versus one two
 """.split())
-# A term in more than this share of the papers is dropped from ranking (unless every term is):
-# it barely moves bm25, and scoring its matches is what makes common-word queries slow at 1M.
+# A term in more than this share of the papers, and in more than COMMON_PAPERS papers, is
+# dropped from ranking (unless every term is): it barely moves bm25, and scoring its matches is
+# what makes common-word queries slow at a million papers. Tiny files rank every word.
 COMMON_SHARE = 0.3
+COMMON_PAPERS = 100
 CANDIDATES = 100  # lexical candidates re-ranked with embeddings
 SHOWN = 50
 RRF_K = 30
@@ -88,7 +90,7 @@ def synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
     index: dict[tuple[str, ...], list[str]] = {}
     for group in json.loads(SYNONYMS_PATH.read_text(encoding="utf-8"))["groups"]:
         for term in group:
-            alternatives = index.setdefault(_words(term), [term])
+            alternatives = index.setdefault(tuple(_singular(word) for word in _words(term)), [term])
             alternatives += [other for other in group if other not in alternatives]
     return {key: tuple(value) for key, value in index.items()}
 
@@ -156,8 +158,9 @@ def parse_query(text: str | None) -> dict:
     while position < len(words):
         for size in range(min(6, len(words) - position), 0, -1):
             key = tuple(word for word, _ in words[position : position + size])
-            if key in index and not words[position + size - 1][1]:
-                groups.append([_phrase(" ".join(alternative)) for alternative in _shortest(index[key])])
+            folded = tuple(_singular(word) for word in key)
+            if folded in index and not words[position + size - 1][1]:
+                groups.append([_phrase(" ".join(alternative)) for alternative in _shortest(index[folded])])
                 typed.append(_phrase(" ".join(key)))
                 position += size
                 break
@@ -239,12 +242,13 @@ class Searcher:
             self.papers = self.conn.execute("select coalesce(max(rowid), 0) from papers").fetchone()[0] or 1
         counted = [(self.count(_any(group)), _any(group)) for group in parsed["groups"]]
         counted = [(frequency, expression) for frequency, expression in counted if frequency]
-        kept = [expression for frequency, expression in counted if frequency <= COMMON_SHARE * self.papers]
+        common = max(COMMON_SHARE * self.papers, COMMON_PAPERS)
+        kept = [expression for frequency, expression in counted if frequency <= common]
         if not kept and counted:
             kept = [min(counted)[1]]
         typed = [(self.count(phrase), phrase) for phrase in parsed["typed"]]
         typed = [(frequency, phrase) for frequency, phrase in typed if frequency]
-        kept_typed = [phrase for frequency, phrase in typed if frequency <= COMMON_SHARE * self.papers]
+        kept_typed = [phrase for frequency, phrase in typed if frequency <= common]
         if not kept_typed and typed:
             kept_typed = [min(typed)[1]]
         plan = {**parsed, "match": self._combine(" OR ".join(kept), parsed), "plain": self._combine(" OR ".join(kept_typed), parsed)}
@@ -265,7 +269,7 @@ class Searcher:
     def lexical(self, match: str) -> list[tuple[int, float]]:
         return self.conn.execute(
             f"select rowid, bm25(papers_fts, {TITLE_WEIGHT}, 1.0) as score from papers_fts "
-            "where papers_fts match ? order by score limit ?",
+            "where papers_fts match ? order by score, rowid desc limit ?",
             [match, CANDIDATES],
         ).fetchall()
 
@@ -318,6 +322,13 @@ class Searcher:
                 "select 1 from sqlite_master where type = 'table' and name = 'paper_embeddings'"
             ).fetchone() is not None
         return self.has_embeddings
+
+
+@hookimpl
+def startup(datasette):
+    # Load the model (about 0.2 s) before the first search, not inside its SQL time limit.
+    _embedder()
+    synonyms()
 
 
 @hookimpl

@@ -60,9 +60,9 @@ def test_older_file_is_migrated_in_place_keeping_its_rows(db_path, monkeypatch):
         db["runs"].add_column("host", str)
 
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_seen_by_column])
-    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", store.SCHEMA_VERSION + 1)
     with writing(db_path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
         assert list(db.query("select id, query, host from runs")) == [{"id": 1, "query": "q", "host": None}]
 
 
@@ -76,7 +76,7 @@ def test_failed_migration_leaves_the_file_as_it_was(db_path, monkeypatch):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, broken])
-    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", store.SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="cannot use this database"):
         with writing(db_path):
             pass
