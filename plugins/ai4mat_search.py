@@ -57,6 +57,7 @@ PRF_WEIGHT = 0.5
 PRF_ROUNDS = 1
 PLAIN_WEIGHT = 0.5
 BIGRAMS = True
+SNIPPET_TOKENS = 24
 
 
 def fts_query(text: str | None) -> str:
@@ -93,6 +94,22 @@ def synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
             alternatives = index.setdefault(tuple(_singular(word) for word in _words(term)), [term])
             alternatives += [other for other in group if other not in alternatives]
     return {key: tuple(value) for key, value in index.items()}
+
+
+@lru_cache(maxsize=100_000)
+def _stem(word: str) -> str:
+    """Porter stem (the FTS index's tokenizer) where snowballstemmer is installed, else plurals folded."""
+    stemmer = _stemmer()
+    return stemmer.stemWord(word) if stemmer is not None else _singular(word)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    try:
+        import snowballstemmer
+    except ImportError:
+        return None
+    return snowballstemmer.stemmer("porter")
 
 
 def _shortest(terms: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -316,6 +333,54 @@ class Searcher:
                     fused = {rowid: score + dense.get(rowid, 0) for rowid, score in lexical.items()}
         return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
 
+    def snippet(self, text: str | None, q: str | None) -> str | None:
+        """The abstract around the query's words (SNIPPET_TOKENS words), each match between **.
+
+        Done here rather than with FTS5's snippet(), which re-runs the whole match per row.
+        """
+        if not text:
+            return text
+        plan = self.plan(q)
+        whole, prefixes = set(), []
+        for group in plan["groups"] + [plan["negatives"]]:
+            for phrase in group:
+                prefix = phrase.endswith("*")
+                for word in _words(phrase.strip('*"').replace('""', '"')):
+                    if prefix:
+                        prefixes.append(word)
+                    else:
+                        whole.add(_stem(word))
+        tokens = list(re.finditer(r"\w+", text))
+        # Stemming is the cost: only words that start like a query word are stemmed.
+        heads = {stem[:3] for stem in whole} | {p[:3] for p in prefixes}
+        hits = []
+        for token in tokens:
+            word = token.group().lower()
+            hits.append(word[:3] in heads and (_stem(word) in whole or any(word.startswith(p) for p in prefixes)))
+        if len(tokens) <= SNIPPET_TOKENS:
+            start, end = 0, len(tokens)
+        else:
+            window = best = sum(hits[:SNIPPET_TOKENS])
+            start = 0
+            for i in range(1, len(tokens) - SNIPPET_TOKENS + 1):
+                window += hits[i + SNIPPET_TOKENS - 1] - hits[i - 1]
+                if window > best:
+                    best, start = window, i
+            end = start + SNIPPET_TOKENS
+        if not tokens:
+            return text
+        pieces = ["…"] if start > 0 else []
+        cursor = tokens[start].start() if start > 0 else 0
+        for token, hit in zip(tokens[start:end], hits[start:end]):
+            pieces.append(text[cursor : token.start()])
+            pieces.append(f"**{token.group()}**" if hit else token.group())
+            cursor = token.end()
+        if end < len(tokens):
+            pieces.append(text[cursor : tokens[end - 1].end()] + "…")
+        else:
+            pieces.append(text[cursor:])
+        return "".join(pieces)
+
     def embeddings_available(self) -> bool:
         if self.has_embeddings is None:
             self.has_embeddings = self.conn.execute(
@@ -337,6 +402,7 @@ def prepare_connection(conn):
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
     conn.create_function("ai4mat_search", 1, searcher.search)
     conn.create_function("ai4mat_match", 1, lambda text: searcher.plan(text)["match"])
+    conn.create_function("ai4mat_snippet", 2, searcher.snippet)
 
 
 @hookimpl
