@@ -47,6 +47,7 @@ work works toward towards within without across among like e.g i.e etc vs versus
 # what makes common-word queries slow at a million papers. Tiny files rank every word.
 COMMON_SHARE = 0.3
 COMMON_PAPERS = 100
+MATCH_BUDGET = 50_000
 CANDIDATES = 100  # lexical candidates re-ranked with embeddings
 SHOWN = 50
 RRF_K = 30
@@ -193,12 +194,14 @@ def parse_query(text: str | None) -> dict:
     for (first, p1), (second, p2) in zip(content, content[1:]):
         if BIGRAMS and not p1 and not p2 and first not in STOP_WORDS and second not in STOP_WORDS:
             groups.append([_phrase(first + " " + second)])
-    unique = []
-    for group in groups:
+            typed.append(_phrase(first + " " + second))
+    unique, unique_typed = [], []
+    for group, as_typed in zip(groups, typed):
         if group not in unique:
             unique.append(group)
+            unique_typed.append(as_typed)
     plain = " ".join(term.rstrip("*") for term in terms) + " " + " ".join(required)
-    return {"groups": unique, "typed": list(dict.fromkeys(typed)), "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
+    return {"groups": unique, "typed": unique_typed, "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
 
 
 def _any(phrases: list[str]) -> str:
@@ -257,18 +260,45 @@ class Searcher:
         parsed = parse_query(text)
         if self.papers is None:
             self.papers = self.conn.execute("select coalesce(max(rowid), 0) from papers").fetchone()[0] or 1
-        counted = [(self.count(_any(group)), _any(group)) for group in parsed["groups"]]
-        counted = [(frequency, expression) for frequency, expression in counted if frequency]
+        # Which groups rank: each alternative's match count is estimated from its rarest word
+        # (one cached doclist count per word; phrases are never counted). Alternatives in most
+        # papers are dropped (they barely move bm25); then groups join, rarest first, while the
+        # matches bm25 must score stay within MATCH_BUDGET: the cost bound at a million papers.
         common = max(COMMON_SHARE * self.papers, COMMON_PAPERS)
-        kept = [expression for frequency, expression in counted if frequency <= common]
-        if not kept and counted:
-            kept = [min(counted)[1]]
-        typed = [(self.count(phrase), phrase) for phrase in parsed["typed"]]
-        typed = [(frequency, phrase) for frequency, phrase in typed if frequency]
-        kept_typed = [phrase for frequency, phrase in typed if frequency <= common]
-        if not kept_typed and typed:
-            kept_typed = [min(typed)[1]]
-        plan = {**parsed, "match": self._combine(" OR ".join(kept), parsed), "plain": self._combine(" OR ".join(kept_typed), parsed)}
+        ranked_groups = []
+        for group, as_typed in zip(parsed["groups"], parsed["typed"]):
+            estimates = {alternative: self.estimate(alternative) for alternative in group}
+            kept = [a for a in group if 0 < estimates[a] <= common]
+            if kept:
+                ranked_groups.append((sum(estimates[a] for a in kept), kept, as_typed, estimates.get(as_typed, self.estimate(as_typed))))
+        ranked_groups.sort(key=lambda item: item[0])
+        chosen, total = [], 0
+        for estimate, kept, as_typed, typed_estimate in ranked_groups:
+            if total + estimate <= MATCH_BUDGET:
+                chosen.append((kept, as_typed, typed_estimate))
+                total += estimate
+        newest = False
+        if chosen:
+            match = " OR ".join(_any(kept) for kept, _, _ in chosen)
+            plain = " OR ".join(as_typed for _, as_typed, e in chosen if 0 < e <= common)
+        else:
+            # Every word is too common to rank all its matches: the newest papers with all the
+            # words (else with the rarest one) are the candidates, ordered by meaning below.
+            alternatives = [(self.estimate(a), a) for group in parsed["groups"] for a in group]
+            alternatives = [(e, a) for e, a in alternatives if e]
+            match = plain = min(alternatives)[1] if alternatives else ""
+            newest = bool(alternatives)
+            # Words, not phrases: checking positions of common words costs as much as ranking.
+            words = {}
+            for as_typed in parsed["typed"]:
+                for word in re.findall(r"\w+", as_typed.rstrip("*")):
+                    words.setdefault(word.lower(), False)
+                if as_typed.endswith("*"):
+                    words[word.lower()] = True
+            together = " AND ".join(_phrase(word, prefix) for word, prefix in words.items())
+            if len(words) > 1 and self.lexical(self._combine(together, parsed), newest=True):
+                match = plain = together
+        plan = {**parsed, "match": self._combine(match, parsed), "plain": self._combine(plain or match, parsed), "newest": newest}
         if len(self.plans) > 1000:
             self.plans.clear()
         self.plans[key] = plan
@@ -283,7 +313,18 @@ class Searcher:
             match = "(" + match + ") NOT " + _any(parsed["negatives"])
         return match or NO_MATCH
 
-    def lexical(self, match: str) -> list[tuple[int, float]]:
+    def estimate(self, phrase: str) -> int:
+        """At least the papers `phrase` matches: its rarest word's count (prefixes: counted)."""
+        if phrase.endswith("*"):
+            return self.count(phrase)
+        words = re.findall(r"\w+", phrase)
+        return min((self.count(_phrase(word)) for word in words), default=0)
+
+    def lexical(self, match: str, newest: bool = False) -> list[tuple[int, float]]:
+        if newest:
+            return self.conn.execute(
+                "select rowid, 0.0 from papers_fts where papers_fts match ? order by rowid desc limit ?", [match, CANDIDATES]
+            ).fetchall()
         return self.conn.execute(
             f"select rowid, bm25(papers_fts, {TITLE_WEIGHT}, 1.0) as score from papers_fts "
             "where papers_fts match ? order by score, rowid desc limit ?",
@@ -293,10 +334,10 @@ class Searcher:
     def search(self, text: str | None) -> str:
         """JSON [[rowid, relevance], ...], best first: bm25 candidates fused with embeddings."""
         plan = self.plan(text)
-        if not self.lexical(plan["match"]) and plan["required"]:
+        if plan["required"] and not self.lexical(plan["match"], plan["newest"]):
             # A quoted phrase nobody wrote: answer with the words instead of nothing.
             plan = self.plan(str(text).replace('"', " "))
-        hits = self.lexical(plan["match"])
+        hits = self.lexical(plan["match"], plan["newest"])
         # The words as typed rank on their own too, so a synonym never outweighs them.
         plain = self.lexical(plan["plain"]) if plan["plain"] != plan["match"] else hits
         ranked = self.rerank(plan["text"], hits, plain)
