@@ -278,6 +278,13 @@ class Searcher:
                 chosen.append((kept, as_typed, typed_estimate))
                 total += estimate
         newest = False
+        if not chosen:
+            # Every word is in most papers: the rarest word ranks alone, if bm25 can afford it.
+            alternatives = sorted((self.estimate(a), a) for group in parsed["groups"] for a in group)
+            alternatives = [(e, a) for e, a in alternatives if 0 < e <= MATCH_BUDGET]
+            if alternatives:
+                chosen = [([alternatives[0][1]], alternatives[0][1], alternatives[0][0])]
+                common = MATCH_BUDGET
         if chosen:
             match = " OR ".join(_any(kept) for kept, _, _ in chosen)
             plain = " OR ".join(as_typed for _, as_typed, e in chosen if 0 < e <= common)

@@ -68,7 +68,7 @@ async def search(path, q: str) -> list[dict]:
         # MLIP: the top paper says "machine learning interatomic potential", never "MLIP".
         ("MLIP amorphous", ["2508.11989", "2507.05024", "2509.13916"]),
         # A prefix and plain words.
-        ("diffus* microstructure images", ["2507.00459", "2312.07832", "2409.19133"]),
+        ("diffus* microstructure images", ["2507.00459", "2312.07832", "2110.12666"]),
         # A quoted phrase is required: only three papers write "powder diffraction".
         ('"powder diffraction" crystal structure', ["2508.08349", "2502.02189", "2511.04055"]),
         # HEA finds the papers that write "high-entropy alloys" in full.
