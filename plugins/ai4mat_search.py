@@ -7,6 +7,7 @@ them search is lexical only).
 
 from __future__ import annotations
 
+import bisect
 import html
 import json
 import math
@@ -28,6 +29,7 @@ MAX_TERMS = 16
 # Short prefixes (ma*) expand to thousands of terms and take seconds; below this, * is ignored.
 MIN_PREFIX = 4
 _MARKED = re.compile(r"\*\*(.+?)\*\*", re.S)
+_WORD_RE = re.compile(r"\w+")
 SYNONYMS_PATH = Path(__file__).with_name("ai4mat_synonyms.json")
 
 # Words that carry no topic in a researcher's query. Domain words (model, material, learning)
@@ -353,7 +355,8 @@ class Searcher:
     def rerank(self, text: str, hits: list[tuple[int, float]], plain: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Fuse the bm25 orders with embedding similarity to the query plus the top hits (RRF)."""
         typed = {rowid: PLAIN_WEIGHT / (RRF_K + rank) for rank, (rowid, _) in enumerate(plain, 1)}
-        hits = hits + [(rowid, 0.0) for rowid, _ in plain if rowid not in {r for r, _ in hits}]
+        seen = {rowid for rowid, _ in hits}
+        hits = hits + [(rowid, 0.0) for rowid, _ in plain if rowid not in seen]
         lexical = {rowid: LEXICAL_WEIGHT / (RRF_K + rank) + typed.get(rowid, 0) for rank, (rowid, _) in enumerate(hits, 1)}
         fused = dict(lexical)
         model = _embedder() if len(hits) > 1 and text else None
@@ -388,46 +391,56 @@ class Searcher:
         """
         if not text:
             return text
-        plan = self.plan(q)
-        whole, prefixes = set(), []
-        for group in plan["groups"] + [plan["negatives"]]:
-            for phrase in group:
-                prefix = phrase.endswith("*")
-                for word in _words(phrase.strip('*"').replace('""', '"')):
-                    if prefix:
-                        prefixes.append(word)
-                    else:
-                        whole.add(_stem(word))
-        tokens = list(re.finditer(r"\w+", text))
-        # Stemming is the cost: only words that start like a query word are stemmed.
-        heads = {stem[:3] for stem in whole} | {p[:3] for p in prefixes}
-        hits = []
-        for token in tokens:
-            word = token.group().lower()
-            hits.append(word[:3] in heads and (_stem(word) in whole or any(word.startswith(p) for p in prefixes)))
-        if len(tokens) <= SNIPPET_TOKENS:
-            start, end = 0, len(tokens)
-        else:
-            window = best = sum(hits[:SNIPPET_TOKENS])
-            start = 0
-            for i in range(1, len(tokens) - SNIPPET_TOKENS + 1):
-                window += hits[i + SNIPPET_TOKENS - 1] - hits[i - 1]
-                if window > best:
-                    best, start = window, i
-            end = start + SNIPPET_TOKENS
-        if not tokens:
+        whole, prefixes, candidates = self.snippet_terms(q)
+        starts = [token.start() for token in _WORD_RE.finditer(text)]
+        if not starts:
             return text
-        pieces = ["…"] if start > 0 else []
-        cursor = tokens[start].start() if start > 0 else 0
-        for token, hit in zip(tokens[start:end], hits[start:end]):
-            pieces.append(text[cursor : token.start()])
-            pieces.append(f"**{token.group()}**" if hit else token.group())
-            cursor = token.end()
-        if end < len(tokens):
-            pieces.append(text[cursor : tokens[end - 1].end()] + "…")
-        else:
-            pieces.append(text[cursor:])
+        hits = []  # token numbers of the words to mark, in order
+        if candidates is not None:
+            for found in candidates.finditer(text):
+                word = found.group().lower()
+                if _stem(word) in whole or any(word.startswith(p) for p in prefixes):
+                    hits.append(bisect.bisect_left(starts, found.start()))
+        count = len(starts)
+        first, last = 0, count
+        if count > SNIPPET_TOKENS:
+            # The window of SNIPPET_TOKENS words holding the most marked words, earliest first.
+            best, first, low = 0, 0, 0
+            for high, token in enumerate(hits):
+                while token - hits[low] >= SNIPPET_TOKENS:
+                    low += 1
+                if high - low + 1 > best:
+                    best, first = high - low + 1, max(0, min(hits[low], count - SNIPPET_TOKENS))
+            last = first + SNIPPET_TOKENS
+        marked = set(hits)
+        pieces = ["…"] if first > 0 else []
+        cursor = starts[first] if first > 0 else 0
+        for number in range(first, last):
+            if number in marked:
+                end = _WORD_RE.match(text, starts[number]).end()
+                pieces.append(text[cursor : starts[number]] + "**" + text[starts[number] : end] + "**")
+                cursor = end
+        tail_end = _WORD_RE.match(text, starts[last - 1]).end() if last < count else len(text)
+        pieces.append(text[cursor:tail_end] + ("…" if last < count else ""))
         return "".join(pieces)
+
+    def snippet_terms(self, q: str | None):
+        """(stems, prefixes, a regex finding words that may be either) for a query, cached with its plan."""
+        plan = self.plan(q)
+        if "snippet_terms" not in plan:
+            whole, prefixes = set(), []
+            for group in plan["groups"] + [plan["negatives"]]:
+                for phrase in group:
+                    prefix = phrase.endswith("*")
+                    for word in _words(phrase.strip('*"').replace('""', '"')):
+                        if prefix:
+                            prefixes.append(word)
+                        else:
+                            whole.add(_stem(word))
+            heads = sorted({stem[:3] for stem in whole} | {p[:3] for p in prefixes})
+            candidates = re.compile(r"\b(?:" + "|".join(map(re.escape, heads)) + r")\w*", re.I) if heads else None
+            plan["snippet_terms"] = (whole, prefixes, candidates)
+        return plan["snippet_terms"]
 
     def embeddings_available(self) -> bool:
         if self.has_embeddings is None:
