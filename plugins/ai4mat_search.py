@@ -40,9 +40,14 @@ below between both but by can could did do does doing down during each few for f
 has have having he her here hers how i if in into is it its itself just let me more most my no nor
 not of off on once only or other our out over own same she should so some such than that the their
 them then there these they this those through to too under until up very was we were what when
-where which while who whom why will with would you your yours paper papers study studies using use
-used based via new novel approach approaches method methods find finding show shows given many
-work works toward towards within without across among like e.g i.e etc vs versus one two
+where which while who whom why will with would you your yours within without across among like
+e.g i.e etc vs versus
+""".split())
+# Words researchers add around a topic ("a new method using..."): dropped when the query has
+# other words, searched when it has nothing else.
+FILLER_WORDS = frozenset("""
+paper papers study studies using use used based new novel approach approaches method methods
+find finding show shows given many work works toward towards one two
 """.split())
 # A term in more than this share of the papers, and in more than COMMON_PAPERS papers, is
 # dropped from ranking (unless every term is): it barely moves bm25, and scoring its matches is
@@ -190,11 +195,15 @@ def parse_query(text: str | None) -> dict:
                 groups.append([_phrase(word, prefix)])
                 typed.append(_phrase(word, prefix))
             position += 1
+    fillers = [group for group in groups if group[0].strip('"*') in FILLER_WORDS]
+    if len(fillers) < len(groups):
+        typed = [t for g, t in zip(groups, typed) if g not in fillers]
+        groups = [g for g in groups if g not in fillers]
     # Adjacent typed words also count as a phrase: a paper that says "target band gap" or
     # "powder diffraction" as written outranks one with the words scattered.
     content = [(word, prefix) for word, prefix in words]
     for (first, p1), (second, p2) in zip(content, content[1:]):
-        if BIGRAMS and not p1 and not p2 and first not in STOP_WORDS and second not in STOP_WORDS:
+        if BIGRAMS and not p1 and not p2 and not {first, second} & (STOP_WORDS | FILLER_WORDS):
             groups.append([_phrase(first + " " + second)])
             typed.append(_phrase(first + " " + second))
     unique, unique_typed = [], []

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from harvest.cli import cli
+from harvest.store import SCHEMA_VERSION
 
 from .conftest import rows
 from .fake_arxiv import make_paper
@@ -151,7 +152,7 @@ def test_newer_schema_is_refused_and_untouched(tmp_path, config_path):
     before = newer.read_bytes()
     result = invoke("harvest", "--db", newer, "--config", config_path, "--api-url", "http://127.0.0.1:9/")
     assert (result.exit_code, result.output) == (
-        1, f"Error: harvest failed: {newer}: written by a newer ai4mat (schema 99, this is 1); "
+        1, f"Error: harvest failed: {newer}: written by a newer ai4mat (schema 99, this is {SCHEMA_VERSION}); "
         "upgrade ai4mat (pip install -U ai4mat) to use it\n"
     )
     assert newer.read_bytes() == before
