@@ -25,7 +25,7 @@ dependencies = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 print(f"datasette=={importlib.metadata.version('datasette')}")
 # What the site's plugins import besides Datasette (search re-ranking and snippets): the versions
 # the daily job's smoke check just ran.
-for name in ("numpy", "wordllama", "snowballstemmer"):
+for name in ("numpy", "wordllama", "snowballstemmer", "PyStemmer"):
     print(f"{name}=={importlib.metadata.version(name)}")
 for requirement in dependencies:
     if requirement.startswith("datasette-"):
