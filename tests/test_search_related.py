@@ -47,7 +47,7 @@ def real_db(tmp_path_factory):
     store(path, real_papers())
     result = CliRunner().invoke(cli, ["enrich", "--db", str(path)])
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         f"enrich: 1448 papers tagged with vocabulary {default_vocabulary().version}\n"
         "enrich: 0 papers embedded, related papers of 1448 papers recomputed\n"
     )
@@ -213,7 +213,7 @@ def test_enrich_embeds_papers_of_an_older_file(real_db, tmp_path):
     db.conn.commit()
     db.close()
     result = CliRunner().invoke(cli, ["enrich", "--db", str(path)])
-    assert (result.exit_code, result.output) == (
+    assert (result.exit_code, result.stdout) == (
         0, f"enrich: 1448 papers tagged with vocabulary {default_vocabulary().version}\n"
         "enrich: 5 papers embedded, related papers of 1448 papers recomputed\n"
     )

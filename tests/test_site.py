@@ -31,7 +31,11 @@ def site_db(tmp_path_factory):
 
 
 def datasette_for(path) -> Datasette:
-    return Datasette([], immutables=[str(path)], metadata=load_metadata(), plugins_dir=str(PLUGINS_DIR))
+    """The site as served: the file immutable, with the metadata, plugins and templates."""
+    return Datasette(
+        [], immutables=[str(path)], metadata=load_metadata(), plugins_dir=str(PLUGINS_DIR),
+        template_dir=str(PLUGINS_DIR.parent / "templates"),
+    )
 
 
 async def get_rows(ds: Datasette, path: str) -> list[dict]:
