@@ -21,7 +21,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -271,8 +271,79 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS papers_month ON papers (substr(published, 1, 7), version)")
 
 
+# Counts the site reads instead of counting a million rows per request; triggers keep them
+# exact through every write (a run, a migration, a test inserting by hand), a few rows per paper.
+_COUNT_TRIGGERS = {
+    "category_counts_insert": """AFTER INSERT ON paper_categories WHEN new.category IS NOT NULL BEGIN
+  INSERT INTO category_counts (category, papers) VALUES (new.category, 1)
+    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
+END""",
+    "category_counts_delete": """AFTER DELETE ON paper_categories WHEN old.category IS NOT NULL BEGIN
+  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
+  DELETE FROM category_counts WHERE category = old.category AND papers = 0;
+END""",
+    "category_counts_update": """AFTER UPDATE OF category ON paper_categories BEGIN
+  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
+  DELETE FROM category_counts WHERE category = old.category AND papers = 0;
+  INSERT INTO category_counts (category, papers) SELECT new.category, 1 WHERE new.category IS NOT NULL
+    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
+END""",
+    # A month is null for a paper without a readable `published`: `IS` matches it, where a
+    # primary-key upsert would insert a second null row.
+    "month_counts_insert": """AFTER INSERT ON papers BEGIN
+  INSERT INTO month_counts (month, papers, updated_since)
+    SELECT substr(new.published, 1, 7), 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
+  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
+    WHERE month IS substr(new.published, 1, 7);
+END""",
+    "month_counts_delete": """AFTER DELETE ON papers BEGIN
+  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
+    WHERE month IS substr(old.published, 1, 7);
+  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;
+END""",
+    "month_counts_update": """AFTER UPDATE OF published, version ON papers BEGIN
+  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
+    WHERE month IS substr(old.published, 1, 7);
+  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;
+  INSERT INTO month_counts (month, papers, updated_since)
+    SELECT substr(new.published, 1, 7), 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
+  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
+    WHERE month IS substr(new.published, 1, 7);
+END""",
+}
+
+
+def _schema_v3(db: sqlite_utils.Database) -> None:
+    """Counts kept by the store for the site at a million papers (benchmarks/RESULTS.md, section 6).
+
+    `category_counts`: papers per category (rows of paper_categories), so a category's page
+    says how many papers it has without counting up to 470,000 index entries per request.
+    `month_counts`: papers per month of version 1's submission and how many of those have more
+    than one version, the papers_per_month query's rows, without reading every paper.
+    Both are filled here from the tables and then kept exact by triggers.
+    """
+    db.execute("DROP TABLE IF EXISTS category_counts")
+    db.execute("DROP TABLE IF EXISTS month_counts")
+    db.execute("CREATE TABLE category_counts (category TEXT PRIMARY KEY, papers INTEGER NOT NULL)")
+    db.execute("CREATE TABLE month_counts (month TEXT, papers INTEGER NOT NULL, updated_since INTEGER NOT NULL)")
+    db.execute("CREATE UNIQUE INDEX month_counts_month ON month_counts (month)")
+    db.execute(
+        "INSERT INTO category_counts (category, papers) "
+        "SELECT category, count(*) FROM paper_categories WHERE category IS NOT NULL GROUP BY category"
+    )
+    db.execute(
+        "INSERT INTO month_counts (month, papers, updated_since) "
+        "SELECT substr(published, 1, 7), count(*), sum(version > 1) FROM papers GROUP BY 1"
+    )
+    for name, body in _COUNT_TRIGGERS.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1, _schema_v2]
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
