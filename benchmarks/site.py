@@ -141,6 +141,21 @@ def home_links(site: Site) -> list[str]:
     return ["/", *[path for path in paths if path != "/"]]
 
 
+def wait_for_startup_counts(site: Site, timeout: float = 300) -> float:
+    """Seconds until the papers page shows every facet (the facet plugin counts them at startup).
+
+    At a million papers those counts take 40 s or more on a busy machine; pages timed before
+    they are ready measure the start-up, and the facet clicks would find no values to click.
+    """
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        status, body, _ = site.get("/ai4mat/papers.json")
+        if status == 200 and not json.loads(body).get("facets_timed_out"):
+            break
+        time.sleep(2)
+    return time.monotonic() - began
+
+
 def facet_clicks(site: Site, limit: int | None) -> list[tuple[str, str]]:
     """(facet name, HTML path) for every value of every facet on the papers page."""
     status, body, _ = site.get("/ai4mat/papers.json")
@@ -197,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     site = Site(args.db.resolve(), args.src.resolve())
     try:
+        log(f"facets ready after {wait_for_startup_counts(site):.0f} s")
         pages = [(f"home link {path}", path) for path in home_links(site)]
         pages += [(f"search box: {label}", path) for label, path in SEARCH_BOXES]
         pages += [(f"canned {label}", path) for label, path in CANNED + data_dependent(args.db)]
