@@ -74,7 +74,8 @@ def test_serve_refuses_a_missing_metadata_file(tmp_path):
 
 
 def test_serve_refuses_a_file_of_an_older_schema_and_says_how_to_migrate_it(tmp_path, monkeypatch):
-    # Serving opens the file read-only, so it cannot migrate it; the site's queries need schema 2.
+    # Serving opens the file read-only, so it cannot migrate it; the site's queries need schema 3
+    # (month_counts, category_counts). Names the schema number: renumber at merge.
     from .test_store import make_v1_file
 
     db = tmp_path / "ai4mat.db"
@@ -83,7 +84,7 @@ def test_serve_refuses_a_file_of_an_older_schema_and_says_how_to_migrate_it(tmp_
     result = CliRunner().invoke(cli, ["serve", "--db", str(db), "--metadata", str(METADATA_PATH)])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: serve: {db}: schema 1 is older than this ai4mat's (2); "
+        f"Error: serve: {db}: schema 1 is older than this ai4mat's (3); "
         f"run `ai4mat harvest --db {db}` once, which migrates the file in place before fetching\n"
     )
     assert db.read_bytes() == before
