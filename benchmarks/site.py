@@ -148,10 +148,15 @@ def wait_for_startup_counts(site: Site, timeout: float = 300) -> float:
     they are ready measure the start-up, and the facet clicks would find no values to click.
     """
     began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        status, body, _ = site.get("/ai4mat/papers")  # the JSON does not say which facets timed out
+    pages = ["/ai4mat/papers"]
+    while pages and time.monotonic() - began < timeout:
+        status, body, _ = site.get(pages[0])  # the JSON does not say which facets timed out
         if status == 200 and FACETS_TIMED_OUT not in body:
-            break
+            if pages[0] == "/ai4mat/papers":
+                # Then a click on a column facet, whose counts of the child facets come last.
+                pages += [path for name, path in facet_clicks(site, 1) if path.startswith("/ai4mat/papers?") and "_through" not in path][:1]
+            pages.pop(0)
+            continue
         time.sleep(2)
     return time.monotonic() - began
 
