@@ -197,12 +197,23 @@ def data_dependent(db: Path) -> list[tuple[str, str]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         arxiv_id, authors = conn.execute("select arxiv_id, authors from papers order by rowid desc limit 1").fetchone()
+        # A page of by_category halfway through its largest category (keyset paging with `before`).
+        category = conn.execute("select category from paper_categories group by category order by count(*) desc limit 1").fetchone()
+        middle = conn.execute(
+            "select updated, arxiv_id from paper_categories where category = ? and updated is not null "
+            "order by updated desc, arxiv_id desc limit 1 offset (select count(*) / 2 from paper_categories where category = ?)",
+            [category[0], category[0]],
+        ).fetchone() if category else None
     finally:
         conn.close()
-    return [
+    pages = [
         ("by_author", "/ai4mat/by_author?" + urllib.parse.urlencode({"name": json.loads(authors)[0]})),
         ("paper_history", "/ai4mat/paper_history?" + urllib.parse.urlencode({"arxiv_id": arxiv_id})),
     ]
+    if middle:
+        before = f"{middle[0]},{middle[1]}"
+        pages.append((f"by_category {category[0]} halfway", "/ai4mat/by_category?" + urllib.parse.urlencode({"category": category[0], "before": before})))
+    return pages
 
 
 def main(argv: list[str] | None = None) -> int:
