@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import struct
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -558,6 +559,49 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) 
     return counts
 
 
+def _count_keys(db: sqlite_utils.Database, arxiv_ids: list[str]) -> tuple[Counter, Counter]:
+    """How many of these papers count in each (month, has more than one version), and in each category."""
+    months: Counter = Counter()
+    categories: Counter = Counter()
+    for chunk in _chunks(arxiv_ids):
+        marks = ",".join("?" * len(chunk))
+        months.update(db.execute(f"SELECT substr(published, 1, 7), version > 1 FROM papers WHERE arxiv_id IN ({marks})", chunk))
+        categories.update(
+            category for (category,) in db.execute(
+                f"SELECT category FROM paper_categories WHERE arxiv_id IN ({marks}) AND category IS NOT NULL", chunk
+            )
+        )
+    return months, categories
+
+
+def _apply_count_changes(db: sqlite_utils.Database, before: tuple[Counter, Counter], after: tuple[Counter, Counter]) -> None:
+    """Change month_counts and category_counts as the count triggers would have, row by row."""
+    month_changes: dict = {}
+    for sign, months in ((-1, before[0]), (1, after[0])):
+        for (month, updated_since), n in months.items():
+            papers_change, updated_change = month_changes.get(month, (0, 0))
+            month_changes[month] = (papers_change + sign * n, updated_change + sign * n * updated_since)
+    for month, (papers_change, updated_change) in month_changes.items():
+        if papers_change or updated_change:
+            db.execute(
+                "INSERT INTO month_counts (month, papers, updated_since) SELECT ?, 0, 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS ?)", [month, month],
+            )
+            db.execute(
+                "UPDATE month_counts SET papers = papers + ?, updated_since = updated_since + ? WHERE month IS ?",
+                [papers_change, updated_change, month],
+            )
+    db.execute("DELETE FROM month_counts WHERE papers = 0")
+    category_changes = Counter(after[1])
+    category_changes.subtract(before[1])
+    db.conn.executemany(
+        "INSERT INTO category_counts (category, papers) VALUES (?, ?) "
+        "ON CONFLICT (category) DO UPDATE SET papers = papers + excluded.papers",
+        [(category, change) for category, change in category_changes.items() if change],
+    )
+    db.execute("DELETE FROM category_counts WHERE papers = 0")
+
+
 def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
     """The same outcome and counts as `save_papers`, with new papers indexed for search in bulk.
 
@@ -567,11 +611,27 @@ def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[di
     inside the caller's), so no other connection ever sees the table without it and a crash
     leaves the index in step.
     """
+    papers = list(papers)
+    arxiv_ids = sorted({paper["arxiv_id"] for paper in papers})
     with db.atomic():
         (last_rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM papers").fetchone()
         (trigger_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'papers_ai'").fetchone()
         db.execute("DROP TRIGGER papers_ai")
+        # The count triggers cost about 0.1 ms a paper, doubling this function's SQL time
+        # (benchmarks/RESULTS.md, section 6); the counts change instead once, by the difference
+        # between these papers' keys before and after.
+        count_triggers = db.execute(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN ({','.join('?' * len(_COUNT_TRIGGERS))})",
+            list(_COUNT_TRIGGERS),
+        ).fetchall()
+        for name, _ in count_triggers:
+            db.execute(f"DROP TRIGGER {name}")
+        keys_before = _count_keys(db, arxiv_ids) if count_triggers else None
         counts = save_papers(db, run_id, papers)
+        if count_triggers:
+            _apply_count_changes(db, keys_before, _count_keys(db, arxiv_ids))
+            for _, sql in count_triggers:
+                db.execute(sql)
         # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows just inserted;
         # updated rows keep their rowid and were re-indexed by the update trigger.
         db.execute(
