@@ -100,7 +100,7 @@ BAD_DATABASES = {
     "header-only": (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x10\x00"), "{p}: truncated SQLite file (18 bytes); restore it from a release"),
     "newer-schema": (
         lambda p: sqlite_file(p, "CREATE TABLE runs (id INTEGER PRIMARY KEY)", "PRAGMA user_version = 7"),
-        "{p}: written by a newer ai4mat (schema 7, this is 2); upgrade ai4mat (pip install -U ai4mat) to use it",
+        "{p}: written by a newer ai4mat (schema 7, this is 3); upgrade ai4mat (pip install -U ai4mat) to use it",
     ),
     "foreign-sqlite": (
         lambda p: sqlite_file(p, "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)", "INSERT INTO moz_places (url) VALUES ('https://arxiv.org')"),
@@ -341,7 +341,7 @@ def tiny_disk(folder: Path, size: str):
 
 def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleeps):
     """Run 2 does not fit: it fails with the cause, papers stay as they were; with room, run 3 stores it all."""
-    with tiny_disk(tmp_path / "disk", "320k") as disk:
+    with tiny_disk(tmp_path / "disk", "384k") as disk:
         db_path = disk / "ai4mat.db"
         fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
         assert harvest(fake_arxiv, db_path, config_file).output == "harvest: 50 new, 0 updated, 0 unchanged (1 request)\n"
@@ -363,7 +363,7 @@ def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleep
 
 
 def test_disk_already_full_fails_before_asking_arxiv(fake_arxiv, tmp_path, config_file, sleeps):
-    with tiny_disk(tmp_path / "disk", "320k") as disk:
+    with tiny_disk(tmp_path / "disk", "384k") as disk:
         db_path = disk / "ai4mat.db"
         fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
         assert harvest(fake_arxiv, db_path, config_file).exit_code == 0
