@@ -13,7 +13,7 @@ foreign key to the faceted table (paper_categories.arxiv_id -> papers.arxiv_id).
 links to the papers having it with Datasette's own `_through` filter. Counts are of child rows,
 so a child table should hold each (parent, value) pair once.
 
-The long form can send a click on an unfiltered table page to a canned query instead:
+The long form sends a click on a value to a canned query instead:
 
     facets:
       - child:
@@ -22,11 +22,11 @@ The long form can send a click on an unfiltered table page to a canned query ins
           query: by_category      # the value links to /<db>/by_category?category=<value>
           parameter: category
 
-A `_through` page costs time in proportion to the parents having the value (1.7-4.0 s for a
-category at a million papers); a canned query can read one page of them from an index. The
-link goes to the query from a filtered page too: Datasette 0.65 names the `_through` filter's
-parameter `p0` like the first column filter's, so `?primary_category=X&_through=...` matches
-with the wrong value (rows of neither filter); the query at least lists the value's papers.
+A `_through` page costs time in proportion to the parents having the value (1.2-4.0 s for a
+category at a million papers, benchmarks/RESULTS.md section 6); a canned query can read one
+page of them from an index. The link goes to the query from a filtered page too: Datasette
+0.65 names the `_through` filter's parameter `p0` like the first column filter's, so in
+`?primary_category=X&_through=...` both compare with the category (wrong rows, usually none).
 
 Loaded with `datasette --plugins-dir plugins`: imports only Datasette and the standard library.
 """
