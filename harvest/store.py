@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import struct
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -338,8 +339,79 @@ def _schema_v4_search_related(db: sqlite_utils.Database) -> None:
     db["related"].create_index(["related_id"], if_not_exists=True)
 
 
+# Counts the site reads instead of counting a million rows per request; triggers keep them
+# exact through every write (a run, a migration, a test inserting by hand), a few rows per paper.
+_COUNT_TRIGGERS = {
+    "category_counts_insert": """AFTER INSERT ON paper_categories WHEN new.category IS NOT NULL BEGIN
+  INSERT INTO category_counts (category, papers) VALUES (new.category, 1)
+    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
+END""",
+    "category_counts_delete": """AFTER DELETE ON paper_categories WHEN old.category IS NOT NULL BEGIN
+  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
+  DELETE FROM category_counts WHERE category = old.category AND papers = 0;
+END""",
+    "category_counts_update": """AFTER UPDATE OF category ON paper_categories BEGIN
+  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
+  DELETE FROM category_counts WHERE category = old.category AND papers = 0;
+  INSERT INTO category_counts (category, papers) SELECT new.category, 1 WHERE new.category IS NOT NULL
+    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
+END""",
+    # A month is null for a paper without a readable `published`: `IS` matches it, where a
+    # primary-key upsert would insert a second null row.
+    "month_counts_insert": """AFTER INSERT ON papers BEGIN
+  INSERT INTO month_counts (month, papers, updated_since)
+    SELECT substr(new.published, 1, 7), 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
+  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
+    WHERE month IS substr(new.published, 1, 7);
+END""",
+    "month_counts_delete": """AFTER DELETE ON papers BEGIN
+  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
+    WHERE month IS substr(old.published, 1, 7);
+  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;
+END""",
+    "month_counts_update": """AFTER UPDATE OF published, version ON papers BEGIN
+  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
+    WHERE month IS substr(old.published, 1, 7);
+  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;
+  INSERT INTO month_counts (month, papers, updated_since)
+    SELECT substr(new.published, 1, 7), 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
+  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
+    WHERE month IS substr(new.published, 1, 7);
+END""",
+}
+
+
+def _schema_v5_counts(db: sqlite_utils.Database) -> None:
+    """Counts kept by the store for the site at a million papers (benchmarks/RESULTS.md, section 6).
+
+    `category_counts`: papers per category (rows of paper_categories), so a category's page
+    says how many papers it has without counting up to 470,000 index entries per request.
+    `month_counts`: papers per month of version 1's submission and how many of those have more
+    than one version, the papers_per_month query's rows, without reading every paper.
+    Both are filled here from the tables and then kept exact by triggers.
+    """
+    db.execute("DROP TABLE IF EXISTS category_counts")
+    db.execute("DROP TABLE IF EXISTS month_counts")
+    db.execute("CREATE TABLE category_counts (category TEXT PRIMARY KEY, papers INTEGER NOT NULL)")
+    db.execute("CREATE TABLE month_counts (month TEXT, papers INTEGER NOT NULL, updated_since INTEGER NOT NULL)")
+    db.execute("CREATE UNIQUE INDEX month_counts_month ON month_counts (month)")
+    db.execute(
+        "INSERT INTO category_counts (category, papers) "
+        "SELECT category, count(*) FROM paper_categories WHERE category IS NOT NULL GROUP BY category"
+    )
+    db.execute(
+        "INSERT INTO month_counts (month, papers, updated_since) "
+        "SELECT substr(published, 1, 7), count(*), sum(version > 1) FROM papers GROUP BY 1"
+    )
+    for name, body in _COUNT_TRIGGERS.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(f"CREATE TRIGGER {name} {body}")
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related]
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -573,6 +645,49 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], 
     return counts
 
 
+def _count_keys(db: sqlite_utils.Database, arxiv_ids: list[str]) -> tuple[Counter, Counter]:
+    """How many of these papers count in each (month, has more than one version), and in each category."""
+    months: Counter = Counter()
+    categories: Counter = Counter()
+    for chunk in _chunks(arxiv_ids):
+        marks = ",".join("?" * len(chunk))
+        months.update(db.execute(f"SELECT substr(published, 1, 7), version > 1 FROM papers WHERE arxiv_id IN ({marks})", chunk))
+        categories.update(
+            category for (category,) in db.execute(
+                f"SELECT category FROM paper_categories WHERE arxiv_id IN ({marks}) AND category IS NOT NULL", chunk
+            )
+        )
+    return months, categories
+
+
+def _apply_count_changes(db: sqlite_utils.Database, before: tuple[Counter, Counter], after: tuple[Counter, Counter]) -> None:
+    """Change month_counts and category_counts as the count triggers would have, row by row."""
+    month_changes: dict = {}
+    for sign, months in ((-1, before[0]), (1, after[0])):
+        for (month, updated_since), n in months.items():
+            papers_change, updated_change = month_changes.get(month, (0, 0))
+            month_changes[month] = (papers_change + sign * n, updated_change + sign * n * updated_since)
+    for month, (papers_change, updated_change) in month_changes.items():
+        if papers_change or updated_change:
+            db.execute(
+                "INSERT INTO month_counts (month, papers, updated_since) SELECT ?, 0, 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS ?)", [month, month],
+            )
+            db.execute(
+                "UPDATE month_counts SET papers = papers + ?, updated_since = updated_since + ? WHERE month IS ?",
+                [papers_change, updated_change, month],
+            )
+    db.execute("DELETE FROM month_counts WHERE papers = 0")
+    category_changes = Counter(after[1])
+    category_changes.subtract(before[1])
+    db.conn.executemany(
+        "INSERT INTO category_counts (category, papers) VALUES (?, ?) "
+        "ON CONFLICT (category) DO UPDATE SET papers = papers + excluded.papers",
+        [(category, change) for category, change in category_changes.items() if change],
+    )
+    db.execute("DELETE FROM category_counts WHERE papers = 0")
+
+
 def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], *, vocabulary=None) -> RunCounts:
     """The same outcome and counts as `save_papers`, with new papers indexed for search in bulk.
 
@@ -582,11 +697,27 @@ def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[di
     inside the caller's), so no other connection ever sees the table without it and a crash
     leaves the index in step.
     """
+    papers = list(papers)
+    arxiv_ids = sorted({paper["arxiv_id"] for paper in papers})
     with db.atomic():
         (last_rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM papers").fetchone()
         (trigger_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'papers_ai'").fetchone()
         db.execute("DROP TRIGGER papers_ai")
+        # The count triggers cost about 0.1 ms a paper, doubling this function's SQL time
+        # (benchmarks/RESULTS.md, section 6); the counts change instead once, by the difference
+        # between these papers' keys before and after.
+        count_triggers = db.execute(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN ({','.join('?' * len(_COUNT_TRIGGERS))})",
+            list(_COUNT_TRIGGERS),
+        ).fetchall()
+        for name, _ in count_triggers:
+            db.execute(f"DROP TRIGGER {name}")
+        keys_before = _count_keys(db, arxiv_ids) if count_triggers else None
         counts = save_papers(db, run_id, papers, vocabulary=vocabulary)
+        if count_triggers:
+            _apply_count_changes(db, keys_before, _count_keys(db, arxiv_ids))
+            for _, sql in count_triggers:
+                db.execute(sql)
         # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows just inserted;
         # updated rows keep their rowid and were re-indexed by the update trigger.
         db.execute(

@@ -13,6 +13,21 @@ foreign key to the faceted table (paper_categories.arxiv_id -> papers.arxiv_id).
 links to the papers having it with Datasette's own `_through` filter. Counts are of child rows,
 so a child table should hold each (parent, value) pair once.
 
+The long form sends a click on a value to a canned query instead:
+
+    facets:
+      - child:
+          table: paper_categories
+          column: category
+          query: by_category      # the value links to /<db>/by_category?category=<value>
+          parameter: category
+
+A `_through` page costs time in proportion to the parents having the value (1.2-4.0 s for a
+category at a million papers, benchmarks/RESULTS.md section 6); a canned query can read one
+page of them from an index. The link goes to the query from a filtered page too: Datasette
+0.65 names the `_through` filter's parameter `p0` like the first column filter's, so in
+`?primary_category=X&_through=...` both compare with the category (wrong rows, usually none).
+
 Loaded with `datasette --plugins-dir plugins`: imports only Datasette and the standard library.
 """
 
@@ -126,6 +141,15 @@ class ChildFacet(Facet):
         match = re.fullmatch(pattern, self.sql, re.S)
         return (match.group(1), self.params["p0"]) if match else None
 
+    def _query_link(self, config: dict):
+        """value -> path of the configured canned query for it; None without one."""
+        query, parameter = config.get("query"), config.get("parameter")
+        if not (isinstance(query, str) and isinstance(parameter, str)):
+            return None
+        # Both the query path and the parameter quote what a URL needs quoted (a value with & or #).
+        query_path = self.ds.urls.query(self.database, query)
+        return lambda value: query_path + "?" + urllib.parse.urlencode({parameter: value})
+
     async def _counts(self, child_table: str, column: str, fk: dict, limit: int) -> list[tuple] | None:
         """(value, count) pairs, most frequent first, over the filtered rows; None if timed out."""
         db = self.ds.get_database(self.database)
@@ -163,6 +187,7 @@ class ChildFacet(Facet):
             config = source_and_config["config"]
             spec = config.get("simple") or f"{config.get('table')}.{config.get('column')}"
             child_table, column, fk = await self._child_spec(spec)
+            query_link = self._query_link(config)
             rows = await self._counts(child_table, column, fk, facet_size + 1)
             if rows is None:
                 facets_timed_out.append(spec)
@@ -174,14 +199,16 @@ class ChildFacet(Facet):
                 if selected:
                     kept = [(key, argument_value) for key, argument_value in qs_pairs
                             if not (key == "_through" and _parse_through(argument_value) == (child_table, column, value))]
-                    toggle_path = self.request.path + ("?" + urllib.parse.urlencode(kept) if kept else "")
+                    toggle_path = self.ds.urls.path(self.request.path + ("?" + urllib.parse.urlencode(kept) if kept else ""))
+                elif query_link is not None:
+                    toggle_path = query_link(value)
                 else:
-                    toggle_path = path_with_added_args(self.request, {"_through": argument})
+                    toggle_path = self.ds.urls.path(path_with_added_args(self.request, {"_through": argument}))
                 values.append({
                     "value": value,
                     "label": value,
                     "count": count,
-                    "toggle_url": self.ds.absolute_url(self.request, self.ds.urls.path(toggle_path)),
+                    "toggle_url": self.ds.absolute_url(self.request, toggle_path),
                     "selected": selected,
                 })
             facet_results.append({
@@ -246,6 +273,8 @@ async def _startup_jobs(datasette, db) -> list[tuple]:
     for table, table_metadata in tables.items():
         for config in table_metadata.get("facets", []):
             spec = config.get("child") if isinstance(config, dict) else None
+            if isinstance(spec, dict):
+                spec = f"{spec.get('table')}.{spec.get('column')}"
             if not isinstance(spec, str):
                 continue
             child_table, _, column = spec.partition(".")

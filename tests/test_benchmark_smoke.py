@@ -62,9 +62,15 @@ def test_site_benchmark_times_every_page_a_user_reaches(tmp_path):
     assert "search box: papers search box: model" in labels
     # Every canned query, and each value of both facets of the papers page.
     assert sorted(label.split()[1] for label in labels if label.startswith("canned")) == sorted(
-        ["search", "search", "search", "new_today", "new_this_week", "by_category", "by_category",
+        ["search", "search", "search", "new_today", "new_this_week", "by_category", "by_category", "by_category",
          "papers_per_month", "runs", "feed", "by_tag", "by_elements", "with_code", "health", "by_author", "paper_history"]
     )
+    halfway = next(r for r in summary["results"] if r["label"] == "canned by_category cond-mat.mtrl-sci halfway")
+    assert halfway["final"] == "/ai4mat/by_category?category=cond-mat.mtrl-sci&before=2026-11-20T08%3A00%3A00Z%2C2611.00001"
+    # A click on a category opens by_category (metadata.yml), not the papers table filtered by _through.
+    assert [r["final"] for r in summary["results"] if r["label"].startswith("facet click paper_categories")] == [
+        f"/ai4mat/by_category?category={category}" for category in ("cond-mat.mtrl-sci", "cs.LG", "physics.comp-ph")
+    ]
     assert [label for label in labels if label.startswith("facet click")] == [
         "facet click paper_categories.category=cond-mat.mtrl-sci", "facet click paper_categories.category=cs.LG",
         "facet click paper_categories.category=physics.comp-ph",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 import sqlite3
+import urllib.parse
 
 import feedparser
 import pytest
@@ -70,14 +72,17 @@ def test_metadata_describes_every_column_of_the_schema():
     tables = load_metadata()["databases"]["ai4mat"]["tables"]
     for table in (
         "papers", "versions", "runs", "paper_authors", "paper_categories",
-        "paper_links", "paper_elements", "paper_formulas", "paper_tags", "paper_enrichment",
+        "paper_links", "paper_elements", "paper_formulas", "paper_tags", "paper_enrichment", "category_counts", "month_counts",
     ):
         assert tables[table]["description"], table
         assert sorted(tables[table]["columns"]) == sorted(db[table].columns_dict), table
     assert tables["papers"]["sort_desc"] == "updated"
     assert tables["papers"]["facets"] == [
-        "primary_category", {"child": "paper_categories.category"}, {"child": "paper_tags.tag"},
-        {"child": "paper_elements.element"}, {"child": "paper_links.kind"},
+        "primary_category",
+        {"child": {"table": "paper_categories", "column": "category", "query": "by_category", "parameter": "category"}},
+        {"child": {"table": "paper_tags", "column": "tag", "query": "by_tag", "parameter": "tags"}},
+        {"child": {"table": "paper_elements", "column": "element", "query": "by_elements", "parameter": "elements"}},
+        {"child": "paper_links.kind"},
     ]
 
 
@@ -246,9 +251,88 @@ async def test_by_category_includes_cross_lists(site_db):
             "arxiv_id": "cond-mat/0102536", "version": 1, "title": "Diffusion models for crystal structure prediction",
             "authors": "Jane Doe, John Roe", "primary_category": "cond-mat.mtrl-sci",
             "published": "2001-02-28T12:00:00Z", "updated": "2001-02-28T12:00:00Z",
-            "link": "https://arxiv.org/abs/cond-mat/0102536",
+            "link": "https://arxiv.org/abs/cond-mat/0102536", "category": "physics.comp-ph", "category_papers": 1,
+            "next_page": None,
         }
     ]
+    assert await get_rows(ds, "/ai4mat/by_category.json?category=nope") == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("before", ["abc", ",", "'", "~", "2026-11-21T07:00:00Z", "\x00", "a,b,c", "😀"])
+async def test_by_category_takes_any_before_without_error(site_db, before):
+    response = await datasette_for(site_db).client.get(
+        "/ai4mat/by_category.json", params={"category": "cs.LG", "before": before, "_shape": "array"}
+    )
+    assert response.status_code == 200, response.text
+    # Rows older than the (garbled) bound, possibly none; never rows outside the category.
+    assert {row["category"] for row in response.json()} <= {"cs.LG"}
+
+
+def paged_db(path) -> list[str]:
+    """250 cs.LG papers (ties in `updated`, some without one) and 100 cs.AI ones, saved by the store.
+
+    Returns the cs.LG arxiv_ids in by_category's order: newest update first, then by arxiv_id
+    descending, papers without an update time last.
+    """
+    from harvest import store
+
+    from .fake_arxiv import make_paper
+
+    papers = []
+    for n in range(1, 251):
+        # Papers n, n + 12 and n + 24 share an update time; every 40th has none (arXiv sent an
+        # unreadable one): ties and nulls are where keyset paging could skip or repeat a paper.
+        updated = None if n % 40 == 0 else f"2026-{1 + n % 12:02d}-{1 + n // 36:02d}T00:00:00Z"
+        categories = ["cs.LG", "cs.AI"] if n <= 100 else ["cs.LG"]
+        papers.append(make_paper(n, updated=updated, published="2026-01-01T00:00:00Z", categories=categories))
+    papers.append(make_paper(999, categories=["physics.comp-ph"]))
+    with store.writing(path) as db:
+        run_id = store.start_run(db, "q")
+        with db.atomic():
+            store.save_papers(db, run_id, papers)
+            store.finish_run(db, run_id, store.RunCounts())
+    in_category = [paper for paper in papers if "cs.LG" in paper["categories"]]
+    dated = sorted((paper for paper in in_category if paper["updated"]), key=lambda p: (p["updated"], p["arxiv_id"]), reverse=True)
+    undated = sorted((paper for paper in in_category if not paper["updated"]), key=lambda p: p["arxiv_id"], reverse=True)
+    return [paper["arxiv_id"] for paper in dated + undated]
+
+
+@pytest.mark.asyncio
+async def test_paging_through_by_category_returns_every_paper_once_in_order(tmp_path):
+    expected = paged_db(tmp_path / "ai4mat.db")
+    ds = datasette_for(tmp_path / "ai4mat.db")
+    seen, pages, before = [], [], ""
+    while before is not None:
+        rows = await get_rows(ds, "/ai4mat/by_category.json?" + urllib.parse.urlencode({"category": "cs.LG", "before": before}))
+        assert {(row["category"], row["category_papers"]) for row in rows} == {("cs.LG", 250)}
+        assert all(row["next_page"] is None for row in rows[:-1])
+        seen += [row["arxiv_id"] for row in rows]
+        pages.append(len(rows))
+        before = rows[-1]["next_page"]
+    assert pages == [100, 100, 50]
+    assert seen == expected
+    # A category of exactly one page has no next page.
+    rows = await get_rows(ds, "/ai4mat/by_category.json?category=cs.AI")
+    assert (len(rows), rows[-1]["next_page"], rows[0]["category_papers"]) == (100, None, 100)
+
+
+@pytest.mark.asyncio
+async def test_by_category_page_links_to_the_next_page(tmp_path):
+    expected = paged_db(tmp_path / "ai4mat.db")
+    ds = datasette_for(tmp_path / "ai4mat.db")
+    html = (await ds.client.get("/ai4mat/by_category?category=cs.LG")).text
+    links = re.findall(r'<td class="col-next_page"><a href="([^"]+)">next page</a></td>', html)
+    assert len(links) == 1 and html.count('<td class="col-next_page">') == 100
+    assert '<td class="col-category_papers">250</td>' in html
+    href = links[0].replace("&amp;", "&")
+    assert urllib.parse.parse_qs(href[1:]) == {"category": ["cs.LG"], "before": [f"{_updated_of(html, 100)},{expected[99]}"]}
+    second = await get_rows(ds, "/ai4mat/by_category.json" + href)
+    assert [row["arxiv_id"] for row in second] == expected[100:200]
+
+
+def _updated_of(html: str, row: int) -> str:
+    return re.findall(r'<td class="col-updated">([^<]*)</td>', html)[row - 1]
 
 
 @pytest.mark.asyncio
@@ -284,11 +368,20 @@ async def test_runs_include_failures(site_db):
 
 @pytest.mark.asyncio
 async def test_papers_per_month(site_db):
-    assert await get_rows(datasette_for(site_db), "/ai4mat/papers_per_month.json") == [
+    rows = await get_rows(datasette_for(site_db), "/ai4mat/papers_per_month.json")
+    assert rows == [
         {"month": "2026-11", "papers": 2, "updated_since": 1},
         {"month": "2026-10", "papers": 1, "updated_since": 0},
         {"month": "2001-02", "papers": 1, "updated_since": 0},
     ]
+    # The query before month_counts, on the file the harvester wrote over two runs.
+    conn = sqlite3.connect(site_db)
+    old = conn.execute(
+        "select substr(published, 1, 7) as month, count(*) as papers, sum(version > 1) as updated_since "
+        "from papers group by month order by month desc"
+    ).fetchall()
+    conn.close()
+    assert [tuple(row.values()) for row in rows] == old
 
 
 @pytest.mark.asyncio

@@ -142,7 +142,7 @@ HOSTILE = [
 
 def test_no_table_argument_a_user_can_type_answers_5xx(site):
     failures = []
-    for table in ("papers", "versions", "runs", "paper_categories", "paper_authors"):
+    for table in ("papers", "versions", "runs", "paper_categories", "paper_authors", "category_counts", "month_counts"):
         for suffix in ("", ".json", ".csv"):
             for query in HOSTILE:
                 status, _, body = get(f"{site}/ai4mat/{table}{suffix}?{query}")

@@ -152,6 +152,9 @@ def make_v1_file(path, monkeypatch):
 
 def test_schema_2_migrates_a_v1_file_in_place_once(db_path, monkeypatch):
     make_v1_file(db_path, monkeypatch)
+    # Schema 2 alone (later migrations have their own tests); names schema numbers: renumber at merge.
+    monkeypatch.setattr(store, "MIGRATIONS", [store._schema_v1, store._schema_v2])
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
     with writing(db_path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (store.SCHEMA_VERSION,)  # and on through the later migrations
         assert db.execute("select arxiv_id, position, category, updated from paper_categories order by arxiv_id, position").fetchall() == [
@@ -210,3 +213,65 @@ def test_a_category_listed_twice_by_arxiv_is_stored_once(tmp_path):
         assert db.execute("select position, category from paper_categories").fetchall() == [
             (0, "cs.LG"), (1, "cond-mat.mtrl-sci"),
         ]
+
+
+OLD_PAPERS_PER_MONTH = (
+    "select substr(published, 1, 7) as month, count(*) as papers, sum(version > 1) as updated_since "
+    "from papers group by month order by month desc"
+)
+OLD_CATEGORY_COUNTS = "select category, count(*) from paper_categories where category is not null group by category order by category"
+
+
+def counts_tables(db) -> tuple[list, list]:
+    return (
+        db.execute("select month, papers, updated_since from month_counts order by month desc").fetchall(),
+        db.execute("select category, papers from category_counts order by category").fetchall(),
+    )
+
+
+def test_schema_3_counts_a_v2_file_and_triggers_keep_the_counts_exact(db_path, monkeypatch):
+    # Names schema numbers (v2 -> v3): renumber at merge with other branches' migrations.
+    make_v1_file(db_path, monkeypatch)
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "MIGRATIONS", [store._schema_v1, store._schema_v2])
+        patch.setattr(store, "SCHEMA_VERSION", 2)
+        with writing(db_path):
+            pass
+    assert "month_counts" not in sqlite_utils.Database(db_path).table_names()
+    with writing(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert counts_tables(db) == (
+            [("2026-11", 1, 0), ("2001-02", 1, 0)],
+            [("cond-mat.mtrl-sci", 2), ("cs.LG", 1)],
+        )
+        schema = db.schema
+        store._schema_v5_counts(db)  # idempotent: running it again changes nothing
+        assert db.schema == schema
+        assert counts_tables(db)[0] == db.execute(OLD_PAPERS_PER_MONTH).fetchall()
+
+    from .fake_arxiv import make_paper
+
+    with writing(db_path) as db:
+        run_id = store.start_run(db, "q")
+        store.save_papers(db, run_id, [
+            # a new version with other categories, a paper without a submission date, a new paper
+            {**make_paper(1, version=2, categories=["physics.comp-ph"]), "published": "2026-11-20T08:00:00Z"},
+            make_paper(7, published=None, categories=["cs.LG", "cs.AI"]),
+            make_paper(8, version=3, published="2001-02-01T00:00:00Z", categories=["cs.LG"]),
+        ])
+        store.save_papers(db, run_id, [make_paper(9, version=2, published=None, categories=["cs.LG"])])
+        assert counts_tables(db) == (
+            [("2026-11", 1, 1), ("2001-02", 2, 1), (None, 2, 1)],
+            [("cond-mat.mtrl-sci", 1), ("cs.AI", 1), ("cs.LG", 3), ("physics.comp-ph", 1)],
+        )
+        assert counts_tables(db) == (
+            db.execute(OLD_PAPERS_PER_MONTH).fetchall(), db.execute(OLD_CATEGORY_COUNTS).fetchall(),
+        )
+        # A month or category left with no paper disappears, as from the GROUP BY.
+        db.execute("update papers set published = '1999-01-01' where arxiv_id = '2611.00001'")
+        db.execute("delete from paper_categories where category = 'physics.comp-ph'")
+        assert counts_tables(db) == (
+            db.execute(OLD_PAPERS_PER_MONTH).fetchall(), db.execute(OLD_CATEGORY_COUNTS).fetchall(),
+        )
+        assert ("2026-11", 1, 1) not in counts_tables(db)[0]
+        assert "physics.comp-ph" not in dict(counts_tables(db)[1])

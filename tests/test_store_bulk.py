@@ -37,8 +37,10 @@ def test_bulk_save_stores_what_save_papers_stores():
     bulk, bulk_counts = load(save_papers_bulk)
     assert bulk_counts == daily_counts
     assert [(c.fetched, c.new, c.updated, c.refreshed) for c in bulk_counts] == [(3, 3, 0, 0), (4, 1, 1, 1)]
-    for name in ("papers", "versions", "paper_authors", "paper_categories"):
+    # The counts too: save_papers keeps them with triggers, save_papers_bulk once per call.
+    for name in ("papers", "versions", "paper_authors", "paper_categories", "category_counts", "month_counts"):
         assert table(bulk, name) == table(daily, name), name
+    assert table(bulk, "month_counts") != []
     assert [(r["arxiv_id"], r["version"], r["run_id"]) for r in bulk.query("select * from versions order by 1, 2")] == [
         ("2611.00001", 1, 1), ("2611.00001", 2, 2), ("2611.00002", 1, 1), ("2611.00002", 2, 1),
         ("2611.00003", 1, 1), ("2611.00004", 1, 2), ("2611.00004", 3, 2),
@@ -72,3 +74,28 @@ def test_a_schema_1_file_made_before_backfill_windows_gets_the_table_once():
     ensure_db_shape(db)
     assert db["backfill_windows"].pks == ["query", "window_start", "window_end"]
     assert db.execute("PRAGMA user_version").fetchone() == (store.SCHEMA_VERSION,)
+
+
+def test_bulk_save_keeps_the_counts_equal_to_their_group_by_and_keeps_the_count_triggers():
+    db = sqlite_utils.Database(memory=True)
+    ensure_db_shape(db)
+    triggers = "select name, sql from sqlite_master where type = 'trigger' and name like '%_counts_%' order by name"
+    before = db.execute(triggers).fetchall()
+    for papers in (
+        [make_paper(1), make_paper(2, published=None), make_paper(3, categories=["cs.LG", "cs.AI", "cs.LG"])],
+        # a new version that moves month and categories, a paper without a date gaining a version, a repeat
+        [make_paper(1, version=2, published="2001-02-01T00:00:00Z", categories=["physics.comp-ph"]),
+         make_paper(2, version=2, published=None), make_paper(3, categories=["cs.LG", "cs.AI", "cs.LG"]), make_paper(4)],
+    ):
+        run_id = start_run(db, "q")
+        with db.atomic():
+            save_papers_bulk(db, run_id, iter(papers))  # any iterable, read once
+    assert db.execute("select month, papers, updated_since from month_counts order by month").fetchall() == [
+        (None, 1, 1), ("2001-02", 1, 1), ("2026-11", 2, 0),
+    ] == db.execute(
+        "select substr(published, 1, 7) m, count(*), sum(version > 1) from papers group by m order by m"
+    ).fetchall()
+    assert db.execute("select category, papers from category_counts order by category").fetchall() == [
+        ("cond-mat.mtrl-sci", 2), ("cs.AI", 1), ("cs.LG", 3), ("physics.comp-ph", 1),
+    ] == db.execute("select category, count(*) from paper_categories group by category order by category").fetchall()
+    assert db.execute(triggers).fetchall() == before != []
