@@ -183,7 +183,7 @@ def test_enrich_on_a_missing_file_says_so(tmp_path, config_path):
     missing = tmp_path / "none" / "ai4mat.db"
     result = invoke("enrich", "--db", missing, "--config", config_path)
     assert result.exit_code == 1
-    assert result.output == f"Error: enrich failed: {missing}: cannot create the database, directory {missing.parent} does not exist\n"
+    assert result.output == f"Error: enrich failed: {missing}: database not found (run `ai4mat harvest --db {missing}` first)\n"
 
 
 def test_enrich_all_rolls_back_with_the_callers_transaction():

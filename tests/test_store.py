@@ -229,8 +229,8 @@ def counts_tables(db) -> tuple[list, list]:
     )
 
 
-def test_schema_3_counts_a_v2_file_and_triggers_keep_the_counts_exact(db_path, monkeypatch):
-    # Names schema numbers (v2 -> v3): renumber at merge with other branches' migrations.
+def test_schema_5_counts_a_v2_file_and_triggers_keep_the_counts_exact(db_path, monkeypatch):
+    # A file at schema 2 migrates on through the enrichment (3), search (4) and counts (5) schemas.
     make_v1_file(db_path, monkeypatch)
     with monkeypatch.context() as patch:
         patch.setattr(store, "MIGRATIONS", [store._schema_v1, store._schema_v2])
@@ -239,7 +239,7 @@ def test_schema_3_counts_a_v2_file_and_triggers_keep_the_counts_exact(db_path, m
             pass
     assert "month_counts" not in sqlite_utils.Database(db_path).table_names()
     with writing(db_path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (store.SCHEMA_VERSION,)
         assert counts_tables(db) == (
             [("2026-11", 1, 0), ("2001-02", 1, 0)],
             [("cond-mat.mtrl-sci", 2), ("cs.LG", 1)],
