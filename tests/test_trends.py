@@ -1,0 +1,228 @@
+"""The Trends page (/-/dashboards/trends): its charts drawn by a real headless Chromium from a real
+`ai4mat serve`, with nothing loaded from any host but the site.
+
+Three files: the harvested test dataset (no paper_tags table, as on main before tagging), the
+same with a paper_tags table as the tagging enricher makes it, and a dataset with no runs at all
+(the negative control: every chart must then count as empty).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harvest.store import writing
+
+from .site_data import ROOT, build_site_db, chromium_binary, load_metadata, serving
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update",
+]
+CHARTS = ("papers-per-month", "categories-per-year", "tags-per-year", "harvest-days")
+# aria-roledescription of the items Vega draws for data (axes, legends and titles are others).
+DATA_MARKS = {"bar", "line", "point", "tick", "area", "circle"}
+# The tagging enricher's table (branch `tagging`, schema 2), with tags on the test papers.
+PAPER_TAGS = (
+    ("2611.00001", "method", "transformer"), ("2611.00001", "task", "inverse design"),
+    ("2611.00002", "method", "graph neural network"), ("2611.00004", "method", "diffusion model"),
+    ("cond-mat/0102536", "method", "diffusion model"), ("cond-mat/0102536", "task", "crystal structure prediction"),
+)
+
+
+def trends_charts() -> dict:
+    return load_metadata()["plugins"]["datasette-dashboards"]["trends"]["charts"]
+
+
+class ChartMarks(HTMLParser):
+    """Counts, per chart container (div#chart-<slug>), the data marks Vega drew and the texts it wrote."""
+
+    def __init__(self):
+        super().__init__()
+        self.marks: dict[str, Counter] = {slug: Counter() for slug in CHARTS}
+        self.texts: dict[str, list[str]] = {slug: [] for slug in CHARTS}
+        self._chart: str | None = None
+        self._depth = 0
+        self._in_text = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if self._chart is None:
+            if tag == "div" and (attrs.get("id") or "").removeprefix("chart-") in CHARTS and attrs["id"].startswith("chart-"):
+                self._chart, self._depth = attrs["id"].removeprefix("chart-"), 1
+            return
+        if tag == "div":
+            self._depth += 1
+        if attrs.get("aria-roledescription") in DATA_MARKS:
+            self.marks[self._chart][attrs["aria-roledescription"]] += 1
+        self._in_text = tag == "text"
+
+    def handle_endtag(self, tag):
+        if self._chart is not None and tag == "div":
+            self._depth -= 1
+            if self._depth == 0:
+                self._chart = None
+        if tag == "text":
+            self._in_text = False
+
+    def handle_data(self, data):
+        if self._chart is not None and self._in_text and data.strip():
+            self.texts[self._chart].append(data.strip())
+
+
+def chart_marks(dom: str) -> ChartMarks:
+    parser = ChartMarks()
+    parser.feed(dom)
+    return parser
+
+
+def empty_charts(dom: str) -> list[str]:
+    """The charts of the page that drew no data mark: the check every rendering test relies on."""
+    marks = chart_marks(dom).marks
+    return [slug for slug in CHARTS if sum(marks[slug].values()) == 0]
+
+
+def chart_rows(base: str, slug: str) -> list[dict]:
+    """The rows a chart's query gives over HTTP, as the page fetches them (an error gives none)."""
+    url = base + "ai4mat.json?" + urllib.parse.urlencode({"sql": trends_charts()[slug]["query"], "_shape": "array"})
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        assert error.code == 400, error.code
+        return []
+
+
+def render(binary: str, tmp_path: Path, url: str, screenshot: Path) -> tuple[str, list[str]]:
+    """(DOM after the page's scripts ran, every URL Chromium requested), and a screenshot saved."""
+    net_log = tmp_path / f"net-{time.monotonic_ns()}.json"
+    profile = tmp_path / f"profile-{time.monotonic_ns()}"
+    # The virtual time budget lets each chart fetch its rows and draw before the DOM is dumped.
+    result = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--log-net-log={net_log}",
+         "--virtual-time-budget=15000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = json.loads(net_log.read_text())
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    # A request made for the page carries the page's site in its network isolation key, whatever
+    # host it goes to; Chromium's own (update, time, spelling) requests carry another or none.
+    requested = sorted({
+        event["params"]["url"] for event in log["events"]
+        if event["type"] == start_job
+        and event.get("params", {}).get("network_isolation_key", "").startswith("http://127.0.0.1 ")
+    })
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot.unlink(missing_ok=True)
+    shot = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+         "--window-size=1280,1300", "--hide-scrollbars", f"--screenshot={screenshot}", url],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return result.stdout, requested
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """{"harvested", "tagged", "empty"}: three ai4mat.db files (each in its own folder: the name is the database's)."""
+    root = tmp_path_factory.mktemp("trends")
+    files = {name: root / name / "ai4mat.db" for name in ("harvested", "tagged", "empty")}
+    for path in files.values():
+        path.parent.mkdir()
+    build_site_db(files["harvested"])
+    shutil.copy(files["harvested"], files["tagged"])
+    with sqlite3.connect(files["tagged"]) as conn:
+        conn.execute(
+            "CREATE TABLE paper_tags (arxiv_id TEXT REFERENCES papers(arxiv_id), kind TEXT, tag TEXT, mentions INTEGER,"
+            " in_title INTEGER, vocabulary_version TEXT NOT NULL, PRIMARY KEY (arxiv_id, kind, tag))"
+        )
+        conn.executemany("INSERT INTO paper_tags VALUES (?, ?, ?, 1, 0, 'test-1')", PAPER_TAGS)
+    conn.close()
+    with writing(files["empty"]):
+        pass
+    return files
+
+
+def assert_stays_on_site(requested: list[str], base: str) -> None:
+    """Every request Chromium made went to the site itself: no CDN, no font or tile server."""
+    assert requested, "the net log recorded no request"
+    assert base + "-/dashboards/trends" in requested
+    assert [url for url in requested if not url.startswith(base)] == []
+
+
+@pytest.mark.browser
+def test_every_chart_draws_the_rows_of_its_query_from_files_of_the_site(datasets, tmp_path):
+    binary = chromium_binary()
+    with serving(datasets["tagged"]) as (_, base, _banner):
+        dom, requested = render(binary, tmp_path, base + "-/dashboards/trends", ARTIFACTS / "trends.png")
+        rows = {slug: chart_rows(base, slug) for slug in CHARTS}
+    assert empty_charts(dom) == []
+    marks = chart_marks(dom).marks
+    # Literal rows of the harvested dataset: 2 papers of 2026-11, 1 of 2026-10, 1 of 2001-02;
+    # 2611.00002 has a second version.
+    assert rows["papers-per-month"] == [
+        {"month": "2001-02-01", "papers": 1, "revised": 0},
+        {"month": "2026-10-01", "papers": 1, "revised": 0},
+        {"month": "2026-11-01", "papers": 2, "revised": 1},
+    ]
+    assert marks["papers-per-month"] == {"bar": 6}  # one bar per month for papers, one for revised
+    assert rows["categories-per-year"] == [
+        {"year": "2001-01-01", "category": "cond-mat.mtrl-sci", "papers": 1},
+        {"year": "2026-01-01", "category": "cond-mat.mtrl-sci", "papers": 2},
+        {"year": "2026-01-01", "category": "cs.LG", "papers": 1},
+    ]
+    assert marks["categories-per-year"] == {"bar": 3}
+    assert rows["tags-per-year"] == [
+        {"year": "2001-01-01", "tag": "method: diffusion model", "papers": 1},
+        {"year": "2001-01-01", "tag": "task: crystal structure prediction", "papers": 1},
+        {"year": "2026-01-01", "tag": "method: diffusion model", "papers": 1},
+        {"year": "2026-01-01", "tag": "method: graph neural network", "papers": 1},
+        {"year": "2026-01-01", "tag": "method: transformer", "papers": 1},
+        {"year": "2026-01-01", "tag": "task: inverse design", "papers": 1},
+    ]
+    assert marks["tags-per-year"]["point"] == 6
+    # All three runs of the test dataset started today: two ok (5 papers and versions), one failed.
+    assert [(r["papers"], r["ok_runs"], r["failed_runs"], r["status"]) for r in rows["harvest-days"]] == [
+        (5, 2, 1, "ok after a failure"),
+    ]
+    assert marks["harvest-days"] == {"bar": 1, "tick": 1}
+    assert chart_marks(dom).texts["tags-per-year"].count("No tags yet") == 0
+    assert_stays_on_site(requested, base)
+
+
+@pytest.mark.browser
+def test_without_paper_tags_the_tag_chart_says_so_and_the_others_draw(datasets, tmp_path):
+    binary = chromium_binary()
+    with serving(datasets["harvested"]) as (_, base, _banner):
+        dom, requested = render(binary, tmp_path, base + "-/dashboards/trends", ARTIFACTS / "trends-no-tags.png")
+    assert empty_charts(dom) == ["tags-per-year"]
+    assert "No tags yet" in chart_marks(dom).texts["tags-per-year"]
+    assert_stays_on_site(requested, base)
+
+
+@pytest.mark.browser
+def test_negative_control_an_empty_dataset_counts_every_chart_empty(datasets, tmp_path):
+    # The check the tests above rely on must see an empty chart: here every query gives no row.
+    binary = chromium_binary()
+    with serving(datasets["empty"]) as (_, base, _banner):
+        dom, requested = render(binary, tmp_path, base + "-/dashboards/trends", ARTIFACTS / "trends-empty.png")
+        assert {slug: chart_rows(base, slug) for slug in CHARTS} == {slug: [] for slug in CHARTS}
+    assert empty_charts(dom) == list(CHARTS)
+    texts = chart_marks(dom).texts
+    assert [("No papers yet" in texts["papers-per-month"]), ("No papers yet" in texts["categories-per-year"]),
+            ("No tags yet" in texts["tags-per-year"]), ("No harvests yet" in texts["harvest-days"])] == [True] * 4
+    assert_stays_on_site(requested, base)
