@@ -8,10 +8,13 @@ same with a paper_tags table as the tagging enricher makes it, and a dataset wit
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -157,11 +160,11 @@ def datasets(tmp_path_factory):
     return files
 
 
-def assert_stays_on_site(requested: list[str], base: str) -> None:
-    """Every request Chromium made went to the site itself: no CDN, no font or tile server."""
-    assert requested, "the net log recorded no request"
-    assert base + "-/dashboards/trends" in requested
-    assert [url for url in requested if not url.startswith(base)] == []
+def assert_stays_on_site(requested: list[str], base: str, page: str = "-/dashboards/trends") -> None:
+    """Every request Chromium made for the page went to the site itself: no CDN, no font or tile server."""
+    assert base + page in requested, requested
+    off_site = [url for url in requested if not url.startswith(base)]
+    assert off_site == [], f"requests off the site: {off_site}"
 
 
 @pytest.mark.browser
@@ -170,6 +173,8 @@ def test_every_chart_draws_the_rows_of_its_query_from_files_of_the_site(datasets
     with serving(datasets["tagged"]) as (_, base, _banner):
         dom, requested = render(binary, tmp_path, base + "-/dashboards/trends", ARTIFACTS / "trends.png")
         rows = {slug: chart_rows(base, slug) for slug in CHARTS}
+        with urllib.request.urlopen(base, timeout=10) as response:
+            assert '<a href="/-/dashboards/trends">Trends</a>' in response.read().decode()  # "Start here" on the home page
     assert empty_charts(dom) == []
     marks = chart_marks(dom).marks
     # Literal rows of the harvested dataset: 2 papers of 2026-11, 1 of 2026-10, 1 of 2001-02;
@@ -226,3 +231,25 @@ def test_negative_control_an_empty_dataset_counts_every_chart_empty(datasets, tm
     assert [("No papers yet" in texts["papers-per-month"]), ("No papers yet" in texts["categories-per-year"]),
             ("No tags yet" in texts["tags-per-year"]), ("No harvests yet" in texts["harvest-days"])] == [True] * 4
     assert_stays_on_site(requested, base)
+
+
+@pytest.mark.browser
+def test_negative_control_an_off_site_script_is_caught(tmp_path):
+    # The same net-log check over a page that asks a CDN for its script must fail.
+    binary = chromium_binary()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text(
+        '<html><body><p>chart</p><script src="http://cdn.example.invalid/vega.min.js"></script></body></html>'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        try:
+            _dom, requested = render(binary, tmp_path, base + "index.html", tmp_path / "cdn.png")
+        finally:
+            server.shutdown()
+    assert "http://cdn.example.invalid/vega.min.js" in requested
+    with pytest.raises(AssertionError, match="requests off the site: .'http://cdn.example.invalid/vega.min.js'."):
+        assert_stays_on_site(requested, base, "index.html")
