@@ -8,6 +8,7 @@ same with a paper_tags table as the tagging enricher makes it, and a dataset wit
 
 from __future__ import annotations
 
+import datetime
 import functools
 import http.server
 import json
@@ -253,3 +254,61 @@ def test_negative_control_an_off_site_script_is_caught(tmp_path):
     assert "http://cdn.example.invalid/vega.min.js" in requested
     with pytest.raises(AssertionError, match="requests off the site: .'http://cdn.example.invalid/vega.min.js'."):
         assert_stays_on_site(requested, base, "index.html")
+
+
+# ---------------------------------------------------------------- the charts' SQL, in process
+
+
+async def query_rows(path: Path, sql: str) -> list[dict]:
+    from datasette.app import Datasette
+
+    from .site_data import PLUGINS_DIR
+
+    ds = Datasette([], immutables=[str(path)], metadata=load_metadata(), plugins_dir=str(PLUGINS_DIR))
+    response = await ds.client.get("/ai4mat.json?" + urllib.parse.urlencode({"sql": sql, "_shape": "array"}))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.asyncio
+async def test_harvest_days_marks_failed_days_and_days_without_a_run(datasets, tmp_path):
+    # Move run 1 (ok) three days back and run 3 (failed) one day back: the day between had no run.
+    path = tmp_path / "ai4mat.db"
+    shutil.copy(datasets["harvested"], path)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = lambda days_ago: (now - datetime.timedelta(days=days_ago)).strftime("%Y-%m-%d")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runs SET started_at = ? WHERE id = 1", [day(3) + "T22:00:00Z"])
+        conn.execute("UPDATE runs SET started_at = ? WHERE id = 3", [day(1) + "T22:00:00Z"])
+        conn.execute("UPDATE runs SET started_at = ? WHERE id = 2", [day(0) + "T00:00:01Z"])
+    conn.close()
+    rows = await query_rows(path, trends_charts()["harvest-days"]["query"])
+    assert rows == [
+        {"day": day(3), "papers": 3, "ok_runs": 1, "failed_runs": 0, "status": "ok"},
+        {"day": day(2), "papers": 0, "ok_runs": 0, "failed_runs": 0, "status": "no run"},
+        {"day": day(1), "papers": 0, "ok_runs": 0, "failed_runs": 1, "status": "failed"},
+        {"day": day(0), "papers": 2, "ok_runs": 1, "failed_runs": 0, "status": "ok"},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_category_chart_folds_all_but_the_eight_largest_into_other(datasets, tmp_path):
+    path = tmp_path / "ai4mat.db"
+    shutil.copy(datasets["harvested"], path)
+    # Ten more primary categories, category k with k papers in 2025. The 8 largest overall are
+    # x10..x04 and, of the two with 3 papers, cond-mat.mtrl-sci (ties go by name): x01..x03 are other.
+    with sqlite3.connect(path) as conn:
+        for k in range(1, 11):
+            for n in range(k):
+                conn.execute(
+                    "INSERT INTO papers (arxiv_id, version, title, summary, primary_category, published, first_run, last_run)"
+                    " VALUES (?, 1, 't', 's', ?, '2025-03-01T00:00:00Z', 1, 1)",
+                    [f"2503.{k:02d}{n:03d}", f"physics.x{k:02d}"],
+                )
+    conn.close()
+    rows = await query_rows(path, trends_charts()["categories-per-year"]["query"])
+    assert [(r["year"], r["category"], r["papers"]) for r in rows if r["year"] == "2025-01-01"] == [
+        ("2025-01-01", "other", 1 + 2 + 3),
+        *[("2025-01-01", f"physics.x{k:02d}", k) for k in range(4, 11)],
+    ]
+    assert ("2026-01-01", "cond-mat.mtrl-sci", 2) in [(r["year"], r["category"], r["papers"]) for r in rows]
