@@ -176,6 +176,9 @@ def test_every_chart_draws_the_rows_of_its_query_from_files_of_the_site(datasets
         rows = {slug: chart_rows(base, slug) for slug in CHARTS}
         with urllib.request.urlopen(base, timeout=10) as response:
             assert '<a href="/-/dashboards/trends">Trends</a>' in response.read().decode()  # "Start here" on the home page
+        for slug in CHARTS:  # each chart's own page, linked from its title
+            with urllib.request.urlopen(f"{base}-/dashboards/trends/{slug}", timeout=10) as response:
+                assert "View and edit SQL" in response.read().decode()
     assert empty_charts(dom) == []
     marks = chart_marks(dom).marks
     # Literal rows of the harvested dataset: 2 papers of 2026-11, 1 of 2026-10, 1 of 2001-02;
