@@ -99,8 +99,8 @@ def load_baseline(path: Path, papers: list[dict]) -> tuple[float, float]:
             [(p["arxiv_id"], i, name) for p in latest.values() for i, name in enumerate(p["authors"])],
         )
         conn.executemany(
-            "INSERT INTO paper_categories VALUES (?, ?, ?)",
-            [(p["arxiv_id"], i, c) for p in latest.values() for i, c in enumerate(p["categories"])],
+            "INSERT INTO paper_categories VALUES (?, ?, ?, ?)",
+            [(p["arxiv_id"], i, c, p["updated"]) for p in latest.values() for i, c in enumerate(p["categories"])],
         )
         conn.execute("INSERT INTO papers_fts(papers_fts) VALUES('rebuild')")
     elapsed = time.perf_counter() - began, time.process_time() - cpu

@@ -16,7 +16,7 @@ from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfil
 from .fetch import ArxivClient, RecordedPages
 from .readme import ReadmeError, render_section, update_file
 from .runner import RunFailed, run_harvest
-from .serve import ServeError, check_files, datasette_argv, site_url
+from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url
 from .store import StoreError, open_db, writing
 
 db_option = click.option(
@@ -151,16 +151,27 @@ def readme(db_path: str, readme_path: str, config_path: str):
 @click.option("--metadata", "metadata_path", default="metadata.yml", show_default=True, type=click.Path(dir_okay=False),
               help="Datasette metadata: titles, descriptions, canned queries.")
 @click.option("--plugins-dir", type=click.Path(file_okay=False), help="Datasette plugins (default: plugins/ beside the metadata).")
-def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: str | None):
-    """Serve the dataset with Datasette (immutable, as published) until Ctrl-C."""
-    argv = datasette_argv(db_path, metadata_path=metadata_path, plugins_dir=plugins_dir, host=host, port=port)
+@click.option("--immutable", is_flag=True,
+              help="Serve the file immutable, as published: faster start, but it must not be written while served.")
+def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: str | None, immutable: bool):
+    """Serve the dataset with Datasette until Ctrl-C.
+
+    Live by default: a harvest may write the file meanwhile, and every page shows one
+    committed state, the new one as soon as it is committed. Immutable with --immutable, or
+    when the file or its folder is read-only.
+    """
+    plugins_dir = plugins_dir or str(Path(metadata_path).parent / "plugins")
     try:
-        check_files(db_path, metadata_path, argv[argv.index("--plugins-dir") + 1])
-    except ServeError as error:
+        check_files(db_path, metadata_path, plugins_dir)
+        mode, reason = choose_mode(db_path, immutable=immutable)
+        if mode == LIVE:
+            enable_wal(db_path)
+        argv = datasette_argv(
+            served_path(db_path), metadata_path=metadata_path, plugins_dir=plugins_dir, host=host, port=port, mode=mode
+        )
+    except (ServeError, OSError) as error:
         raise click.ClickException(f"serve: {error}")
-    if Path(db_path).stem != "ai4mat":
-        click.echo(f"notice: the canned queries are configured for ai4mat.db; {db_path} is served without them", err=True)
-    click.echo(f"Serving {db_path} at {site_url(host, port)} (Ctrl-C to stop)")
+    click.echo(f"Serving {db_path} at {site_url(host, port)} {mode} ({reason}; Ctrl-C to stop)")
     sys.stdout.flush()
     sys.stderr.flush()
     # Become the Datasette process, so Ctrl-C and kill reach it directly.

@@ -21,7 +21,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -91,6 +91,24 @@ def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
             raise StoreError(f"{path}: directory {path.parent} is not writable (SQLite needs it for its journal)")
 
 
+def _read_only_mode(path: Path) -> str:
+    """The URI parameter that opens `path` for reading: `mode=ro`, or `immutable=1` where that fails.
+
+    A file in WAL mode (left so by live serving) needs its -shm index, which SQLite cannot
+    create in a read-only folder; there nobody can be writing the file, so reading it as
+    immutable is exact.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return "mode=ro"  # SQLite reports the problem in its own words
+    in_wal = len(header) == 20 and header[18] == 2
+    if in_wal and not Path(f"{path}-shm").exists() and not os.access(path.parent.resolve(), os.W_OK):
+        return "immutable=1"
+    return "mode=ro"
+
+
 def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = True) -> sqlite_utils.Database:
     """Open the dataset at `path`, creating or migrating it as needed when `writable`.
 
@@ -104,7 +122,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True, writable: bool = Tr
         if writable:
             db = sqlite_utils.Database(path)
         else:
-            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+            db = sqlite_utils.Database(sqlite3.connect(f"file:{path}?{_read_only_mode(path)}", uri=True))
         db.conn.execute("PRAGMA busy_timeout = 30000")
         check_schema_version(db, path)
         if writable:
@@ -222,8 +240,39 @@ def _create_backfill_windows(db: sqlite_utils.Database) -> None:
     )
 
 
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """Indexes for the site's pages at a million papers (benchmarks/RESULTS.md, section 6).
+
+    paper_categories gains each paper's `updated`, kept in step by `_replace_facets`, so a
+    category's papers can be read newest first from one index instead of sorting them all, and
+    holds each category once per paper, so the category facet can count rows.
+    """
+    if "updated" not in db["paper_categories"].columns_dict:
+        db["paper_categories"].add_column("updated", str)
+    db.execute(
+        "UPDATE paper_categories SET updated = (SELECT p.updated FROM papers p WHERE p.arxiv_id = paper_categories.arxiv_id)"
+    )
+    # Each category once per paper, at its first position, as `_replace_facets` now stores them.
+    db.execute(
+        """DELETE FROM paper_categories WHERE EXISTS (
+  SELECT 1 FROM paper_categories d
+  WHERE d.arxiv_id = paper_categories.arxiv_id AND d.category = paper_categories.category
+    AND d.position < paper_categories.position
+)"""
+    )
+    # A category's papers newest first (by_category, the categories facet's links).
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS paper_categories_category_updated "
+        "ON paper_categories (category, updated, arxiv_id)"
+    )
+    # A primary_category facet click: the category's papers newest first, and its count.
+    db.execute("CREATE INDEX IF NOT EXISTS papers_primary_category_updated ON papers (primary_category, updated)")
+    # papers_per_month groups by this very expression; with version the index covers the query.
+    db.execute("CREATE INDEX IF NOT EXISTS papers_month ON papers (substr(published, 1, 7), version)")
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1]
+MIGRATIONS = [_schema_v1, _schema_v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -349,7 +398,8 @@ def _as_row(paper: dict) -> dict:
 
 
 def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
-    """Make paper_authors and paper_categories hold exactly these papers' authors and categories."""
+    """Make paper_authors and paper_categories hold exactly these papers' authors and categories
+    (each category row with its paper's `updated`)."""
     ids = [(paper["arxiv_id"],) for paper in papers]
     db.conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", ids)
     db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", ids)
@@ -358,8 +408,13 @@ def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
         [(paper["arxiv_id"], position, name) for paper in papers for position, name in enumerate(paper["authors"])],
     )
     db.conn.executemany(
-        "INSERT INTO paper_categories (arxiv_id, position, category) VALUES (?, ?, ?)",
-        [(paper["arxiv_id"], position, category) for paper in papers for position, category in enumerate(paper["categories"])],
+        "INSERT INTO paper_categories (arxiv_id, position, category, updated) VALUES (?, ?, ?, ?)",
+        [
+            (paper["arxiv_id"], position, category, paper.get("updated"))
+            for paper in papers for position, category in enumerate(paper["categories"])
+            # Once per paper, at its first position: the site's category facet counts rows.
+            if category not in paper["categories"][:position]
+        ],
     )
 
 

@@ -110,5 +110,15 @@ for path in /ai4mat/new_today.json /ai4mat/feed.atom; do
 done
 log "smoke check passed"
 
+# Live serving (`ai4mat serve`) leaves a file in WAL mode, whose committed pages may sit in its
+# -wal file and which cannot be opened read-only without its -shm: release rollback mode only.
+"${PYTHON:-python3}" -c '
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+conn.close()
+sys.exit(mode != "delete")
+' "$db" || stop "could not switch $db to rollback journal mode for the release (is it being served live? stop ai4mat serve first)"
+
 ( cd "$(dirname "$db")" && sha256sum "$(basename "$db")" > "$(basename "$db").sha256" )
 log "$(cat "$db.sha256")"

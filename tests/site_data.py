@@ -96,8 +96,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(db_path: Path, *, startup_seconds: float = 30) -> Iterator[tuple[subprocess.Popen, str, str]]:
-    """`ai4mat serve` over `db_path` on a free port, as a real process, for the block.
+def serving(db_path: Path, *options: str, startup_seconds: float = 30) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """`ai4mat serve` over `db_path` (with `options`) on a free port, as a real process, for the block.
 
     Yields (process, base URL, the first line it printed) once Datasette answers; stops it after.
     Its output goes to files, not pipes: a pipe nobody reads fills up under load and stalls it.
@@ -106,7 +106,7 @@ def serving(db_path: Path, *, startup_seconds: float = 30) -> Iterator[tuple[sub
     base = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--port", str(port)],
+            [sys.executable, "-m", "harvest", "serve", "--db", str(db_path), "--port", str(port), *options],
             cwd=ROOT, stdout=out, stderr=err, text=True,
         )
         try:

@@ -100,7 +100,7 @@ BAD_DATABASES = {
     "header-only": (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x10\x00"), "{p}: truncated SQLite file (18 bytes); restore it from a release"),
     "newer-schema": (
         lambda p: sqlite_file(p, "CREATE TABLE runs (id INTEGER PRIMARY KEY)", "PRAGMA user_version = 7"),
-        "{p}: written by a newer ai4mat (schema 7, this is 1); upgrade ai4mat (pip install -U ai4mat) to use it",
+        "{p}: written by a newer ai4mat (schema 7, this is 2); upgrade ai4mat (pip install -U ai4mat) to use it",
     ),
     "foreign-sqlite": (
         lambda p: sqlite_file(p, "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)", "INSERT INTO moz_places (url) VALUES ('https://arxiv.org')"),

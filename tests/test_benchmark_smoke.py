@@ -40,3 +40,36 @@ def test_benchmark_script_runs_on_1000_papers(tmp_path):
         conn.execute("INSERT INTO papers_fts(papers_fts) VALUES('integrity-check')")
     finally:
         conn.close()
+
+
+def test_site_benchmark_times_every_page_a_user_reaches(tmp_path):
+    from .site_data import build_site_db
+
+    db = tmp_path / "ai4mat.db"
+    build_site_db(db)
+    out = tmp_path / "site.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/site.py", "--db", str(db), "--repeats", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    labels = [r["label"] for r in summary["results"]]
+    assert labels[:6] == [
+        "home link /", "home link /ai4mat/new_today", "home link /ai4mat/new_this_week",
+        "home link /ai4mat/search", "home link /ai4mat/feed.atom", "home link /ai4mat/papers",
+    ]
+    assert "search box: papers search box: model" in labels
+    # Every canned query, and each value of both facets of the papers page.
+    assert sorted(label.split()[1] for label in labels if label.startswith("canned")) == sorted(
+        ["search", "search", "search", "new_today", "new_this_week", "by_category", "by_category",
+         "papers_per_month", "runs", "feed", "by_author", "paper_history"]
+    )
+    assert [label for label in labels if label.startswith("facet click")] == [
+        "facet click paper_categories.category=cond-mat.mtrl-sci", "facet click paper_categories.category=cs.LG",
+        "facet click paper_categories.category=physics.comp-ph", "facet click primary_category=cond-mat.mtrl-sci",
+        "facet click primary_category=cs.LG",
+    ]
+    assert (summary["not_200"], summary["facets_timed_out"]) == ([], [])
+    papers_search = next(r for r in summary["results"] if r["label"] == "search box: papers search box: model")
+    assert papers_search["final"] == "/ai4mat/search?q=model"

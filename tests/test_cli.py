@@ -189,7 +189,7 @@ def test_newer_schema_is_refused_and_untouched(tmp_path, config_path):
     before = newer.read_bytes()
     result = invoke("harvest", "--db", newer, "--config", config_path, "--api-url", "http://127.0.0.1:9/")
     assert (result.exit_code, result.output) == (
-        1, f"Error: harvest failed: {newer}: written by a newer ai4mat (schema 99, this is 1); "
+        1, f"Error: harvest failed: {newer}: written by a newer ai4mat (schema 99, this is 2); "
         "upgrade ai4mat (pip install -U ai4mat) to use it\n"
     )
     assert newer.read_bytes() == before

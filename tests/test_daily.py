@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -121,6 +122,23 @@ def test_first_run_without_a_previous_database_starts_empty(workdir, fake_arxiv)
     assert (workdir / "ai4mat.db.sha256").read_text() == f"{digest}  ai4mat.db\n"
     assert result.stderr.splitlines()[-2:] == ["daily: smoke check passed", f"daily: {digest}  ai4mat.db"]
     assert (workdir.parent / f"{workdir.name}.github_output").read_text() == "harvest_failed=false\n"
+
+
+def test_a_file_left_in_wal_mode_by_live_serving_is_released_in_rollback_mode(workdir, fake_arxiv):
+    fake_arxiv.papers = [FIRST]
+    assert daily(workdir, fake_arxiv).returncode == 0
+    db = workdir / "ai4mat.db"
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    conn.close()
+    fake_arxiv.papers = [FIRST, SECOND_V1]
+    result = daily(workdir, fake_arxiv)
+    assert result.returncode == 0, result.stderr
+    assert db.read_bytes()[18:20] == b"\x01\x01"  # header: rollback journal, readable anywhere
+    assert not (workdir / "ai4mat.db-wal").exists()
+    assert [(r["id"], r["new"]) for r in rows(db, "select * from runs")] == [(1, 1), (2, 1)]
+    digest = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert (workdir / "ai4mat.db.sha256").read_text() == f"{digest}  ai4mat.db\n"
 
 
 def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, tmp_path_factory, client_for):

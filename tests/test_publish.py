@@ -42,7 +42,7 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     assert cmd == (
         "CMD datasette serve --host 0.0.0.0 -i ai4mat.db --cors --inspect-file inspect-data.json "
         "--metadata metadata.json --plugins-dir plugins/ --setting sql_time_limit_ms 3000 "
-        "--setting max_returned_rows 1000 --setting default_cache_ttl 3600 --setting force_https_urls on --port $PORT"
+        "--setting max_returned_rows 1000 --setting default_cache_ttl 3600 --setting suggest_facets off --setting force_https_urls on --port $PORT"
     )
     assert 'app = "ai4mat-arxiv-daily"' in (out / "fly.toml").read_text()
     assert (out / "ai4mat.db").read_bytes() == db.read_bytes()

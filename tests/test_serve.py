@@ -26,13 +26,23 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def test_datasette_argv_live_serves_mutable_without_caching():
+    assert datasette_argv("data/ai4mat.db", metadata_path="site/metadata.yml", port=9000, mode="live") == [
+        sys.executable, "-m", "datasette", "serve", "data/ai4mat.db",
+        "--metadata", "site/metadata.yml", "--plugins-dir", "site/plugins",
+        "--host", "127.0.0.1", "--port", "9000",
+        "--setting", "sql_time_limit_ms", "3000", "--setting", "max_returned_rows", "1000",
+        "--setting", "default_cache_ttl", "0", "--setting", "suggest_facets", "off", "--cors",
+    ]
+
+
 def test_datasette_argv_serves_immutable_with_the_site_settings():
     assert datasette_argv("data/ai4mat.db", metadata_path="site/metadata.yml", host="0.0.0.0", port=9000) == [
         sys.executable, "-m", "datasette", "serve", "-i", "data/ai4mat.db",
         "--metadata", "site/metadata.yml", "--plugins-dir", "site/plugins",
         "--host", "0.0.0.0", "--port", "9000",
         "--setting", "sql_time_limit_ms", "3000", "--setting", "max_returned_rows", "1000",
-        "--setting", "default_cache_ttl", "3600", "--cors",
+        "--setting", "default_cache_ttl", "3600", "--setting", "suggest_facets", "off", "--cors",
     ]
 
 
@@ -63,6 +73,22 @@ def test_serve_refuses_a_missing_metadata_file(tmp_path):
     )
 
 
+def test_serve_refuses_a_file_of_an_older_schema_and_says_how_to_migrate_it(tmp_path, monkeypatch):
+    # Serving opens the file read-only, so it cannot migrate it; the site's queries need schema 2.
+    from .test_store import make_v1_file
+
+    db = tmp_path / "ai4mat.db"
+    make_v1_file(db, monkeypatch)
+    before = db.read_bytes()
+    result = CliRunner().invoke(cli, ["serve", "--db", str(db), "--metadata", str(METADATA_PATH)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: serve: {db}: schema 1 is older than this ai4mat's (2); "
+        f"run `ai4mat harvest --db {db}` once, which migrates the file in place before fetching\n"
+    )
+    assert db.read_bytes() == before
+
+
 # ---------------------------------------------------------------- a real server
 
 
@@ -81,7 +107,7 @@ def site(tmp_path_factory):
     db = tmp_path_factory.mktemp("served") / "ai4mat.db"
     build_site_db(db)
     with serving(db) as (_, base, banner):
-        assert banner == f"Serving {db} at {base} (Ctrl-C to stop)\n"
+        assert banner == f"Serving {db} at {base} live (a harvest may write it while it is served; Ctrl-C to stop)\n"
         yield base, db
 
 
@@ -101,7 +127,8 @@ def test_new_today_json_with_cors_and_cache(site):
     status, headers, body = fetch(base + "ai4mat/new_today.json?_shape=array")
     assert status == 200
     assert headers["Access-Control-Allow-Origin"] == "*"
-    assert headers["cache-control"] == "max-age=3600"
+    # Live: a harvest may commit any time, so nothing is cached (immutable serving: an hour).
+    assert headers["cache-control"] == "no-cache"
     assert [(r["status"], r["arxiv_id"], r["version"]) for r in json.loads(body)] == [
         ("updated", "2611.00002", 2), ("new", "2611.00004", 1),
     ]
@@ -129,13 +156,23 @@ def test_atom_feed_over_http_parses(site):
     assert len(feed.entries) == 5
 
 
-def test_database_download_is_the_file_with_an_etag(site):
-    base, db = site
-    status, headers, body = fetch(base + "ai4mat.db")
-    assert status == 200
-    assert body == db.read_bytes()
-    assert headers["Etag"].startswith('"') and len(headers["Etag"]) > 10
-    assert headers["content-disposition"] == 'attachment; filename="ai4mat.db"'
+def test_immutable_serving_caches_and_downloads_the_file_itself(tmp_path):
+    db = tmp_path / "ai4mat.db"
+    build_site_db(db)
+    with serving(db, "--immutable") as (_, base, banner):
+        assert banner == f"Serving {db} at {base} immutable (as asked; Ctrl-C to stop)\n"
+        status, _, body = fetch(base + "-/databases.json")
+        assert [(d["name"], d["is_mutable"]) for d in json.loads(body)] == [("ai4mat", False)]
+        status, headers, body = fetch(base + "ai4mat/new_today.json?_shape=array")
+        assert (status, headers["cache-control"]) == (200, "max-age=3600")
+        status, headers, body = fetch(base + "ai4mat.db")
+        assert status == 200
+        assert body == db.read_bytes()
+        assert headers["Etag"].startswith('"') and len(headers["Etag"]) > 10
+        assert headers["content-disposition"] == 'attachment; filename="ai4mat.db"'
+    # Untouched: still in rollback journal mode, no -wal or -shm beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ai4mat.db"]
+    assert db.read_bytes()[18:20] == b"\x01\x01"
 
 
 def test_row_pages_of_dotted_and_slashed_ids(site):

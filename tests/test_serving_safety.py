@@ -68,7 +68,8 @@ def site(tmp_path_factory):
         )
     assert result.exit_code == 0, result.output
     before = file_state(db_path), directory_listing(folder)
-    with serving(db_path) as (_, base, _):
+    # As published (scripts/publish.sh): immutable. Live serving's own checks are in test_live_serving.py.
+    with serving(db_path, "--immutable") as (_, base, _):
         yield base.rstrip("/"), db_path, before
 
 

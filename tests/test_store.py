@@ -59,10 +59,11 @@ def test_older_file_is_migrated_in_place_keeping_its_rows(db_path, monkeypatch):
     def add_seen_by_column(db):
         db["runs"].add_column("host", str)
 
+    next_version = store.SCHEMA_VERSION + 1
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_seen_by_column])
-    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", next_version)
     with writing(db_path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == next_version
         assert list(db.query("select id, query, host from runs")) == [{"id": 1, "query": "q", "host": None}]
 
 
@@ -76,7 +77,7 @@ def test_failed_migration_leaves_the_file_as_it_was(db_path, monkeypatch):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, broken])
-    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", store.SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="cannot use this database"):
         with writing(db_path):
             pass
@@ -127,3 +128,85 @@ def test_missing_directory_is_named(tmp_path):
     with pytest.raises(StoreError, match=f"^{target}: cannot create the database, directory {target.parent} does not exist$"):
         with writing(target):
             pass
+
+
+def make_v1_file(path, monkeypatch):
+    """A schema-1 file as ai4mat wrote it before schema 2: two papers, their category rows (one repeated)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "MIGRATIONS", [store._schema_v1])
+        patch.setattr(store, "SCHEMA_VERSION", 1)
+        with writing(path) as db:
+            run_id = store.start_run(db, "q")
+            for arxiv_id, updated, categories in (
+                ("2611.00001", "2026-11-20T08:00:00Z", ["cs.LG", "cond-mat.mtrl-sci", "cs.LG"]),
+                ("cond-mat/0102536", "2001-02-28T12:00:00Z", ["cond-mat.mtrl-sci"]),
+            ):
+                db["papers"].insert({
+                    "arxiv_id": arxiv_id, "version": 1, "title": "t", "summary": "s", "primary_category": categories[0],
+                    "published": updated, "updated": updated, "first_run": run_id, "last_run": run_id,
+                })
+                for position, category in enumerate(categories):
+                    db["paper_categories"].insert({"arxiv_id": arxiv_id, "position": position, "category": category})
+    assert table_columns(path, "paper_categories") == ["arxiv_id", "position", "category"]
+
+
+def test_schema_2_migrates_a_v1_file_in_place_once(db_path, monkeypatch):
+    make_v1_file(db_path, monkeypatch)
+    with writing(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("select arxiv_id, position, category, updated from paper_categories order by arxiv_id, position").fetchall() == [
+            ("2611.00001", 0, "cs.LG", "2026-11-20T08:00:00Z"),
+            ("2611.00001", 1, "cond-mat.mtrl-sci", "2026-11-20T08:00:00Z"),
+            ("cond-mat/0102536", 0, "cond-mat.mtrl-sci", "2001-02-28T12:00:00Z"),
+        ]
+        indexes = {name: sql for name, sql in db.execute("select name, sql from sqlite_master where type = 'index'")}
+        assert indexes["paper_categories_category_updated"] == (
+            "CREATE INDEX paper_categories_category_updated ON paper_categories (category, updated, arxiv_id)"
+        )
+        assert indexes["papers_primary_category_updated"] == (
+            "CREATE INDEX papers_primary_category_updated ON papers (primary_category, updated)"
+        )
+        assert indexes["papers_month"] == "CREATE INDEX papers_month ON papers (substr(published, 1, 7), version)"
+        schema = db.schema
+        store._schema_v2(db)  # idempotent: running it again changes nothing
+        assert db.schema == schema
+    with writing(db_path) as db:
+        assert db.schema == schema
+
+
+def test_failed_schema_2_migration_leaves_the_v1_file_as_it_was(db_path, monkeypatch):
+    make_v1_file(db_path, monkeypatch)
+    before = db_path.read_bytes()
+
+    def broken(db):
+        store._schema_v2(db)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "MIGRATIONS", [store._schema_v1, broken])
+    with pytest.raises(StoreError, match="cannot use this database"):
+        with writing(db_path):
+            pass
+    assert db_path.read_bytes() == before
+
+
+def test_category_rows_follow_their_paper_updated(db_path):
+    from .fake_arxiv import make_paper
+
+    with writing(db_path) as db:
+        run_id = store.start_run(db, "q")
+        store.save_papers(db, run_id, [make_paper(1, updated="2026-11-20T08:00:00Z", categories=["cs.LG", "cs.AI"])])
+        store.save_papers(db, run_id, [make_paper(1, version=2, updated="2026-11-21T09:00:00Z", categories=["cs.LG"])])
+        assert db.execute("select arxiv_id, position, category, updated from paper_categories").fetchall() == [
+            ("2611.00001", 0, "cs.LG", "2026-11-21T09:00:00Z"),
+        ]
+
+
+def test_a_category_listed_twice_by_arxiv_is_stored_once(tmp_path):
+    from .fake_arxiv import make_paper
+
+    with store.writing(tmp_path / "ai4mat.db") as db:
+        run_id = store.start_run(db, "q")
+        store.save_papers(db, run_id, [make_paper(1, categories=["cs.LG", "cond-mat.mtrl-sci", "cs.LG"])])
+        assert db.execute("select position, category from paper_categories").fetchall() == [
+            (0, "cs.LG"), (1, "cond-mat.mtrl-sci"),
+        ]

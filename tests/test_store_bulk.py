@@ -5,6 +5,7 @@ import sqlite3
 import pytest
 import sqlite_utils
 
+from harvest import store
 from harvest.store import ensure_db_shape, save_papers, save_papers_bulk, start_run
 
 from .fake_arxiv import make_paper
@@ -70,4 +71,4 @@ def test_a_schema_1_file_made_before_backfill_windows_gets_the_table_once():
     ensure_db_shape(db)
     ensure_db_shape(db)
     assert db["backfill_windows"].pks == ["query", "window_start", "window_end"]
-    assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    assert db.execute("PRAGMA user_version").fetchone() == (store.SCHEMA_VERSION,)

@@ -1,0 +1,155 @@
+"""The child-table facet plugin (plugins/ai4mat_facets.py): counts, links and rendering, in process."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import urllib.parse
+
+import pytest
+
+from .site_data import build_site_db
+from .test_site import datasette_for
+
+CATEGORIES = "paper_categories.category"
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def site_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("facets") / "ai4mat.db"
+    build_site_db(path)
+    return path
+
+
+async def facets_of(ds, path: str) -> dict:
+    response = await ds.client.get(path)
+    assert response.status_code == 200, response.text
+    return response.json()["facet_results"]
+
+
+def counts(facet: dict) -> list[tuple[str, int]]:
+    return [(value["value"], value["count"]) for value in facet["results"]]
+
+
+async def arxiv_ids(ds, url: str) -> list[str]:
+    parts = urllib.parse.urlsplit(url)
+    response = await ds.client.get(parts.path + "?" + parts.query + "&_shape=array&_col=arxiv_id")
+    assert response.status_code == 200, response.text
+    return sorted(row["arxiv_id"] for row in response.json())
+
+
+async def test_child_facet_counts_every_category_of_the_papers(site_db):
+    facets = await facets_of(datasette_for(site_db), "/ai4mat/papers.json")
+    facet = facets[CATEGORIES]
+    assert facet["type"] == "child"
+    assert counts(facet) == [("cond-mat.mtrl-sci", 4), ("cs.LG", 3), ("physics.comp-ph", 1)]
+    assert counts(facets["primary_category"]) == [("cond-mat.mtrl-sci", 3), ("cs.LG", 1)]
+
+
+async def test_child_facet_counts_only_the_filtered_papers(site_db):
+    facets = await facets_of(datasette_for(site_db), "/ai4mat/papers.json?primary_category=cond-mat.mtrl-sci")
+    assert counts(facets[CATEGORIES]) == [("cond-mat.mtrl-sci", 3), ("cs.LG", 2), ("physics.comp-ph", 1)]
+    facets = await facets_of(datasette_for(site_db), "/ai4mat/papers.json?_search=diffusion")
+    assert counts(facets[CATEGORIES]) == [("cond-mat.mtrl-sci", 3), ("cs.LG", 2), ("physics.comp-ph", 1)]
+
+
+async def test_a_value_link_filters_the_papers_and_a_second_click_unselects_it(site_db):
+    ds = datasette_for(site_db)
+    facet = (await facets_of(ds, "/ai4mat/papers.json"))[CATEGORIES]
+    link = {value["value"]: value["toggle_url"] for value in facet["results"]}
+    assert await arxiv_ids(ds, link["physics.comp-ph"]) == ["cond-mat/0102536"]
+    assert await arxiv_ids(ds, link["cs.LG"]) == ["2611.00001", "2611.00002", "2611.00004"]
+
+    parts = urllib.parse.urlsplit(link["cs.LG"])
+    selected = (await facets_of(ds, parts.path + "?" + parts.query))[CATEGORIES]
+    # Every cs.LG paper here is cross-listed in cond-mat.mtrl-sci too.
+    assert [(v["value"], v["count"], v["selected"]) for v in selected["results"]] == [
+        ("cond-mat.mtrl-sci", 3, False), ("cs.LG", 3, True),
+    ]
+    unselect = urllib.parse.urlsplit(selected["results"][1]["toggle_url"])
+    assert unselect.path == "/ai4mat/papers.json" and unselect.query == ""
+    both = urllib.parse.urlsplit(selected["results"][0]["toggle_url"])
+    assert await arxiv_ids(ds, selected["results"][0]["toggle_url"]) == ["2611.00001", "2611.00002", "2611.00004"]
+    assert urllib.parse.parse_qs(both.query)["_through"] == [
+        '{"table":"paper_categories","column":"category","value":"cs.LG"}',
+        '{"table":"paper_categories","column":"category","value":"cond-mat.mtrl-sci"}',
+    ]
+    physics = (await facets_of(ds, "/ai4mat/papers.json?" + urllib.parse.urlsplit(link["physics.comp-ph"]).query))
+    assert counts(physics["primary_category"]) == [("cond-mat.mtrl-sci", 1)]
+
+
+async def test_the_facet_renders_on_the_html_page(site_db):
+    response = await datasette_for(site_db).client.get("/ai4mat/papers")
+    assert response.status_code == 200
+    html = response.text
+    assert "<strong>paper_categories.category (child)" in html
+    link = "/ai4mat/papers?_through=" + urllib.parse.quote_plus('{"table":"paper_categories","column":"category","value":"cs.LG"}')
+    assert f'<li><a href="http://localhost{link}">cs.LG</a> 3</li>' in html
+    assert "timed out" not in html.lower()
+
+
+async def test_any_child_table_can_be_asked_for_in_the_query_string(site_db):
+    facets = await facets_of(datasette_for(site_db), "/ai4mat/papers.json?_facet_child=paper_authors.name")
+    assert counts(facets["paper_authors.name"]) == [("Ann Lee", 2), ("Jane Doe", 2), ("Bo Chen", 1), ("John Roe", 1)]
+    assert facets["paper_authors.name"]["hideable"] is True
+
+
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ("runs.status", "runs has no foreign key to papers"),
+        ("paper_categories.nope", "paper_categories has no column nope"),
+        ("nonsense", "expected child_table.column"),
+        ("no_such_table.x", "expected child_table.column"),
+    ],
+)
+async def test_a_facet_that_is_not_a_child_column_is_a_bad_request(site_db, spec, problem):
+    response = await datasette_for(site_db).client.get(f"/ai4mat/papers.json?_facet_child={spec}")
+    assert response.status_code == 400
+    assert response.json()["error"] == f"_facet_child={spec}: {problem}"
+
+
+async def test_whole_table_counts_are_kept_per_file(site_db, tmp_path):
+    # Counts of an unfiltered page are computed once per immutable file (at startup); another
+    # file of the same name served in the same process must get its own.
+    other = tmp_path / "ai4mat.db"
+    shutil.copy(site_db, other)
+    with sqlite3.connect(other) as conn:
+        conn.execute(
+            "INSERT INTO paper_categories (arxiv_id, position, category, updated) "
+            "VALUES ('2611.00002', 9, 'physics.comp-ph', '2026-11-21T07:00:00Z')"
+        )
+    first = await facets_of(datasette_for(site_db), "/ai4mat/papers.json")
+    second = await facets_of(datasette_for(other), "/ai4mat/papers.json")
+    again = await facets_of(datasette_for(site_db), "/ai4mat/papers.json")
+    assert counts(first[CATEGORIES]) == counts(again[CATEGORIES]) == [
+        ("cond-mat.mtrl-sci", 4), ("cs.LG", 3), ("physics.comp-ph", 1),
+    ]
+    assert counts(second[CATEGORIES]) == [("cond-mat.mtrl-sci", 4), ("cs.LG", 3), ("physics.comp-ph", 2)]
+
+
+async def test_counts_within_one_primary_category_come_from_startup_and_match_the_sql(site_db):
+    # A click on primary_category is answered from counts made at startup; the same filter with
+    # a second, always-true condition goes through SQL. Both must agree, for every value.
+    ds = datasette_for(site_db)
+    for primary in ("cond-mat.mtrl-sci", "cs.LG", "nope"):
+        cached = await facets_of(ds, f"/ai4mat/papers.json?primary_category={primary}")
+        by_sql = await facets_of(ds, f"/ai4mat/papers.json?primary_category={primary}&version__gte=1")
+        assert counts(cached[CATEGORIES]) == counts(by_sql[CATEGORIES]), primary
+    cached = await facets_of(ds, "/ai4mat/papers.json?primary_category=cs.LG")
+    assert counts(cached[CATEGORIES]) == [("cond-mat.mtrl-sci", 1), ("cs.LG", 1)]
+    assert counts((await facets_of(ds, "/ai4mat/papers.json?primary_category=nope"))[CATEGORIES]) == []
+
+
+async def test_the_papers_page_and_a_primary_category_click_read_no_category_rows(site_db):
+    from datasette.app import Datasette
+
+    from .site_data import PLUGINS_DIR, load_metadata
+
+    ds = Datasette([], immutables=[str(site_db)], metadata=load_metadata(), plugins_dir=str(PLUGINS_DIR),
+                   settings={"trace_debug": True})
+    for query, reads in (("", 0), ("primary_category=cs.LG", 0), ("primary_category=cs.LG&version__gte=1", 1)):
+        response = await ds.client.get(f"/ai4mat/papers.json?{query}&_trace=1")
+        traces = response.json()["_trace"]["traces"]
+        assert sum("paper_categories" in trace["sql"] for trace in traces) == reads, query
