@@ -164,6 +164,10 @@ CANNED = [
     ("papers_per_month", "/ai4mat/papers_per_month"),
     ("runs", "/ai4mat/runs"),
     ("feed", "/ai4mat/feed.atom"),
+    ("by_tag diffusion model", "/ai4mat/by_tag?tags=diffusion+model"),
+    ("by_elements Li,Fe,P,O", "/ai4mat/by_elements?elements=Li%2CFe%2CP%2CO"),
+    ("with_code", "/ai4mat/with_code?tag="),
+    ("health", "/ai4mat/health"),
 ]
 SEARCH_BOXES = [
     ("papers search box: model", "/ai4mat/papers?_search=model"),

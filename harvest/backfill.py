@@ -147,6 +147,7 @@ def run_backfill(
     page_size: int = PAGE_SIZE,
     query_limit: int = QUERY_LIMIT,
     progress: ProgressCallback | None = None,
+    vocabulary=None,
 ) -> BackfillReport:
     """Fetch and store every result of `query` submitted from `since` to `until` (UTC days, inclusive).
 
@@ -235,7 +236,7 @@ def run_backfill(
                 continue
             try:
                 with db.atomic():
-                    counts = save_papers_bulk(db, run_id, papers)
+                    counts = save_papers_bulk(db, run_id, papers, vocabulary=vocabulary)
                     # A window with unreadable entries is still done: arXiv would serve them the same way again.
                     _record_window(
                         db, query, window, run_id, "done", total_results=window_total, papers=counts.fetched,

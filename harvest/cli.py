@@ -17,6 +17,8 @@ from .fetch import ArxivClient, RecordedPages
 from .readme import ReadmeError, render_section, update_file
 from .runner import RunFailed, run_harvest
 from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url
+from .enrich import enrich_all
+from .enrich.tags import VocabularyError, load_vocabulary
 from .store import StoreError, open_db, writing
 
 db_option = click.option(
@@ -56,6 +58,14 @@ def _load_config(config_path: str):
     return config
 
 
+def _vocabulary(config):
+    """The tag vocabulary: the packaged one, extended by config `vocabulary` if set."""
+    try:
+        return load_vocabulary(config.vocabulary)
+    except VocabularyError as error:
+        raise click.ClickException(str(error))
+
+
 @click.group()
 @click.version_option(__version__, prog_name="ai4mat")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request and retry.")
@@ -75,6 +85,7 @@ def cli(verbose: bool):
 def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | None, timeout: float, recorded: tuple[str, ...]):
     """Fetch every result of the configured query and record new papers and versions."""
     config = _load_config(config_path)
+    vocabulary = _vocabulary(config)
     if recorded:
         client = RecordedPages(list(recorded))
     else:
@@ -82,7 +93,8 @@ def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | 
     try:
         with writing(db_path) as db:
             report = run_harvest(
-                db, client, config.query, max_results=config.max_results, page_size=config.page_size
+                db, client, config.query, max_results=config.max_results, page_size=config.page_size,
+                vocabulary=vocabulary,
             )
     except (StoreError, RunFailed) as error:
         raise click.ClickException(f"harvest failed: {error}")
@@ -101,6 +113,7 @@ def harvest(db_path: str, config_path: str, api_url: str | None, delay: float | 
 def backfill(db_path, config_path, since, until, api_url, delay, timeout):
     """Fetch the configured query's whole history, window by window; rerun to resume."""
     config = _load_config(config_path)
+    vocabulary = _vocabulary(config)
     since = since.date()
     until = until.date() if until else datetime.datetime.now(datetime.timezone.utc).date()
     if since > until:
@@ -109,10 +122,31 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
     display = TerminalProgress() if sys.stderr.isatty() else LogProgress(lambda line: click.echo(line, err=True))
     try:
         with writing(db_path) as db, display:
-            report = run_backfill(db, client, config.query, since=since, until=until, page_size=config.page_size, progress=display)
+            report = run_backfill(db, client, config.query, since=since, until=until, page_size=config.page_size, progress=display,
+                                  vocabulary=vocabulary)
     except (StoreError, BackfillFailed) as error:
         raise click.ClickException(f"backfill failed: {error}")
     click.echo(report.summary())
+
+
+@cli.command()
+@db_option
+@config_option
+@click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Processes extracting in parallel.")
+def enrich(db_path: str, config_path: str, workers: int):
+    """Recompute every paper's links, elements, formulas and tags (after a vocabulary change)."""
+    config = _load_config(config_path)
+    vocabulary = _vocabulary(config)
+    try:
+        with writing(db_path) as db:
+            total = db["papers"].count
+            bar = click.progressbar(length=total, label="enrich", show_eta=True, show_pos=True, file=sys.stderr)
+            with bar, db.atomic():
+                enriched = enrich_all(db, vocabulary, workers=workers, progress=bar.update)
+    except StoreError as error:
+        raise click.ClickException(f"enrich failed: {error}")
+    click.echo(f"enrich: {enriched} papers tagged with vocabulary {vocabulary.version}")
 
 
 @cli.command()
@@ -129,7 +163,7 @@ def readme(db_path: str, readme_path: str, config_path: str):
     try:
         section = render_section(
             db, zone=config.zone, label=config.timezone_label, max_papers=config.readme_max_papers,
-            more_url=config.dataset_url,
+            more_url=config.dataset_url, tags=config.readme_tags,
         )
     finally:
         db.close()

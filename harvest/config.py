@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class Config:
     readme_max_papers: int = 100
     page_size: int = 2000
     dataset_url: str | None = None
+    vocabulary: str | None = None  # a user vocabulary file, extending the packaged one
+    readme_tags: bool = False  # add a **Tags:** line to each README entry
     notices: tuple[str, ...] = ()
 
     @property
@@ -50,6 +53,8 @@ _TYPES = {
     "readme_max_papers": ((int,), "a positive integer"),
     "page_size": ((int,), "an integer from 1 to 2000 (arXiv's maximum per request)"),
     "dataset_url": ((str, type(None)), "the published Datasette's base URL, or null"),
+    "vocabulary": ((str, type(None)), "the path of a JSON tag vocabulary (relative to the config file), or null"),
+    "readme_tags": ((bool,), "true or false"),
 }
 
 
@@ -69,7 +74,7 @@ def parse_config(raw: object, source: str = "config") -> Config:
             raise ConfigError(f'{source}: unknown key "{key}" (known: {", ".join(sorted(_TYPES))})')
         types, description = _TYPES[key]
         # bool is an int subclass; true is never a valid count.
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise ConfigError(f'{source}: "{key}" must be {description}, got {json.dumps(value)}')
         values[key] = value
     if not values["query"].strip():
@@ -108,4 +113,8 @@ def load_config(path: str | os.PathLike) -> Config:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}")
-    return parse_config(raw, str(path))
+    config = parse_config(raw, str(path))
+    if config.vocabulary is not None and not Path(config.vocabulary).is_absolute():
+        # A relative vocabulary path means beside the config file, wherever ai4mat is run from.
+        config = dataclasses.replace(config, vocabulary=str(path.parent / config.vocabulary))
+    return config

@@ -79,6 +79,22 @@ def _stamp(finished_at: str, zone: ZoneInfo, label: str) -> str:
     return f"*Last updated: {moment.astimezone(zone).strftime('%Y-%m-%d %H:%M:%S')} ({label})*\n\n"
 
 
+def paper_tag_lines(db: sqlite_utils.Database, arxiv_ids: list[str]) -> dict[str, str]:
+    """Each paper's tags as one line, materials then methods then tasks ("MOF, diffusion model")."""
+    if "paper_tags" not in db.table_names():
+        return {}  # a file from before schema 2, opened read-only
+    lines: dict[str, list[str]] = {}
+    for start in range(0, len(arxiv_ids), 500):
+        chunk = arxiv_ids[start : start + 500]
+        for arxiv_id, tag in db.execute(
+            f"SELECT arxiv_id, tag FROM paper_tags WHERE arxiv_id IN ({','.join('?' * len(chunk))}) "
+            "ORDER BY arxiv_id, CASE kind WHEN 'material' THEN 0 WHEN 'method' THEN 1 ELSE 2 END, mentions DESC, tag",
+            chunk,
+        ):
+            lines.setdefault(arxiv_id, []).append(tag)
+    return {arxiv_id: ", ".join(tags) for arxiv_id, tags in lines.items()}
+
+
 def _cut(text: str, limit: int) -> str:
     """`text`, or its first `limit` characters and a visible note of the cut."""
     if len(text) <= limit:
@@ -92,13 +108,14 @@ def _authors(names: list[str]) -> str:
     return f"{shown}, … and {rest:,} more" if rest > 0 else shown
 
 
-def _paper_block(index: int, paper: dict) -> str:
+def _paper_block(index: int, paper: dict, tags: str | None = None) -> str:
     entry_url = f"http://arxiv.org/abs/{paper['arxiv_id']}v{paper['version']}"
     return (
         f"### {index}. {_safe(_cut(paper['title'], MAX_TITLE_CHARS))}\n\n"
         f"**Authors:** {_safe(_authors(json.loads(paper['authors'])))}\n\n"
         f"**Published:** {(paper['published'] or '')[:10]}\n\n"
         f"**Category:** {_safe(_cut(paper['primary_category'] or '', MAX_TITLE_CHARS))}\n\n"
+        + (f"**Tags:** {_safe(tags)}\n\n" if tags else "") +
         f"**ID:** {paper['arxiv_id']}v{paper['version']}\n\n"
         f"**Link:** [{entry_url}]({entry_url})\n\n"
         f"**Summary:** {_safe(_cut(paper['summary'], MAX_SUMMARY_CHARS))}...\n\n"
@@ -113,8 +130,12 @@ def render_section(
     label: str = "SGT",
     max_papers: int = 100,
     more_url: str | None = None,
+    tags: bool = False,
 ) -> str:
     """The whole section, markers included, byte for byte in the original tracker's format.
+
+    With `tags` (config `readme_tags`), a paper with tags gets a `**Tags:**` line after its
+    category; without, the format is exactly the original's.
 
     Lists the versions first seen in the latest successful run (at most `max_papers`, newest
     first, then one line counting the rest). With no successful run, or none new, the section
@@ -132,8 +153,10 @@ def render_section(
         # Room for the markers and the closing line (its link comes from config; bounded here).
         used = len(f"{START_MARKER}\n\n{body}\n{END_MARKER}".encode()) + 300 + len((more_url or "").encode())
         shown = 0
-        for index, paper in enumerate(papers[:max_papers], 1):
-            block = _paper_block(index, paper)
+        listed = papers[:max_papers]
+        tag_lines = paper_tag_lines(db, [paper["arxiv_id"] for paper in listed]) if tags else {}
+        for index, paper in enumerate(listed, 1):
+            block = _paper_block(index, paper, tag_lines.get(paper["arxiv_id"]))
             used += len(block.encode())
             if used > SECTION_BUDGET_BYTES:
                 break

@@ -100,6 +100,7 @@ def run_harvest(
     *,
     max_results: int | None = None,
     page_size: int = PAGE_SIZE,
+    vocabulary=None,
 ) -> RunReport:
     """Scan every result of `query` and record the run.
 
@@ -126,7 +127,7 @@ def run_harvest(
             raise
         try:
             with db.atomic():
-                counts = save_papers(db, run_id, result.papers)
+                counts = save_papers(db, run_id, result.papers, vocabulary=vocabulary)
                 finish_run(
                     db, run_id, counts, requests=client.requests, total_results=result.total_results,
                     skipped=len(result.skipped),

@@ -159,11 +159,14 @@ def datasette_argv(
     """
     if plugins_dir is None:
         plugins_dir = Path(metadata_path).parent / "plugins"
+    # The page templates (a paper's row page) sit beside the plugins.
+    templates_dir = Path(plugins_dir).parent / "templates"
     return [
         sys.executable, "-m", "datasette", "serve",
         *(["-i", str(db_path)] if mode == IMMUTABLE else [str(db_path)]),
         "--metadata", str(metadata_path),
         "--plugins-dir", str(plugins_dir),
+        *(["--template-dir", str(templates_dir)] if templates_dir.is_dir() else []),
         "--host", host,
         "--port", str(port),
         *setting_options(LIVE_SETTINGS if mode == LIVE else SETTINGS),

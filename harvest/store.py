@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -21,7 +22,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -271,8 +272,55 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS papers_month ON papers (substr(published, 1, 7), version)")
 
 
+
+
+def _schema_v3_enrichment(db: sqlite_utils.Database) -> None:
+    """What each paper is about (issue 9): links, elements, formulas, tags, derived from `papers`.
+
+    The tables hold each paper's latest version's derived rows; existing papers are enriched here,
+    so a migrated file is in step at once. Safe to run on a file that already has the tables.
+    """
+    fk = [("arxiv_id", "papers", "arxiv_id")]
+    db["paper_links"].create(
+        {"arxiv_id": str, "position": int, "url": str, "kind": str, "host": str, "found_in": str},
+        pk=("arxiv_id", "position"), not_null={"url", "kind"}, foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_elements"].create(
+        {"arxiv_id": str, "element": str, "updated": str}, pk=("arxiv_id", "element"), foreign_keys=fk,
+        if_not_exists=True,
+    )
+    db["paper_formulas"].create(
+        {"arxiv_id": str, "formula": str, "as_written": str, "kind": str, "elements": str},
+        pk=("arxiv_id", "formula"), not_null={"as_written"}, foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_tags"].create(
+        {"arxiv_id": str, "kind": str, "tag": str, "mentions": int, "in_title": int, "vocabulary_version": str,
+         "updated": str},
+        pk=("arxiv_id", "kind", "tag"), not_null={"vocabulary_version"}, foreign_keys=fk, if_not_exists=True,
+    )
+    db["paper_enrichment"].create(
+        {"arxiv_id": str, "version": int, "vocabulary_version": str, "code_available_no_url": int},
+        pk="arxiv_id", not_null={"version", "vocabulary_version"}, foreign_keys=fk, if_not_exists=True,
+    )
+    for table, columns in (
+        # (value, updated, arxiv_id): by_tag and by_elements read one value's papers newest first.
+        ("paper_links", ["kind"]), ("paper_links", ["host"]), ("paper_elements", ["element", "updated", "arxiv_id"]),
+        ("paper_formulas", ["formula"]), ("paper_tags", ["tag", "updated", "arxiv_id"]),
+        ("paper_enrichment", ["vocabulary_version"]),
+    ):
+        db[table].create_index(columns, if_not_exists=True)
+    from .enrich import enrich_all
+
+    papers = db.execute("SELECT count(*) FROM papers").fetchone()[0]
+    if papers > 20_000:
+        logging.getLogger(__name__).warning(
+            "schema 3: deriving the links, elements and tags of %s papers, once (see `ai4mat enrich`)", f"{papers:,}"
+        )
+    enrich_all(db, workers=min(2, os.cpu_count() or 1) if papers > 20_000 else 1)
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1, _schema_v2]
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3_enrichment]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -430,13 +478,15 @@ def unique_versions(papers: Iterable[dict]) -> list[dict]:
     return unique
 
 
-def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
+def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], *, vocabulary=None) -> RunCounts:
     """Compare each served (arxiv_id, version) with the database and store what is new.
 
     A paper not seen before is `new`; a higher version of a known paper is `updated`; a version
     already stored is unchanged, though the paper's current row takes the metadata arXiv changes
     without a new version (journal_ref, doi, comment) and counts as `refreshed`. Every version
     first seen gets a `versions` row owned by `run_id`; every paper seen gets `last_run = run_id`.
+    Every paper whose current row changed is enriched again (harvest.enrich, with `vocabulary`,
+    default the packaged one), so the derived tables never lag `papers`.
     Runs inside the caller's transaction; it does not commit.
     """
     papers = unique_versions(papers)
@@ -482,12 +532,15 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) 
         version_rows,
     )
     _replace_facets(db, changed)
+    from .enrich import enrich_papers
+
+    enrich_papers(db, [paper["arxiv_id"] for paper in changed], vocabulary)
     for chunk in _chunks(sorted(current)):
         db.execute(f"UPDATE papers SET last_run = ? WHERE arxiv_id IN ({','.join('?' * len(chunk))})", [run_id, *chunk])
     return counts
 
 
-def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict]) -> RunCounts:
+def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], *, vocabulary=None) -> RunCounts:
     """The same outcome and counts as `save_papers`, with new papers indexed for search in bulk.
 
     Runs `save_papers` with the per-row FTS insert trigger dropped, then indexes the rows it
@@ -500,7 +553,7 @@ def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[di
         (last_rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM papers").fetchone()
         (trigger_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'papers_ai'").fetchone()
         db.execute("DROP TRIGGER papers_ai")
-        counts = save_papers(db, run_id, papers)
+        counts = save_papers(db, run_id, papers, vocabulary=vocabulary)
         # SQLite gives each new row max(rowid) + 1, so this indexes exactly the rows just inserted;
         # updated rows keep their rowid and were re-indexed by the update trigger.
         db.execute(

@@ -106,7 +106,7 @@ ai4mat readme --db "$db"
 
 # Loading the site also loads metadata.yml and the plugins; the feed is the most fragile page.
 for path in /ai4mat/new_today.json /ai4mat/feed.atom; do
-  datasette "$db" --metadata "$metadata" --plugins-dir "$plugins" --get "$path" >/dev/null
+  datasette "$db" --metadata "$metadata" --plugins-dir "$plugins" --template-dir "$repo/templates" --get "$path" >/dev/null
 done
 log "smoke check passed"
 

@@ -43,6 +43,7 @@ exec datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \
   --metadata "$repo/metadata.yml" \
   --plugins-dir "$repo/plugins" \
+  --template-dir "$repo/templates" \
   "${install[@]}" \
   --extra-options "$("$python" -m harvest.serve) --setting force_https_urls on" \
   "$@"

@@ -6,9 +6,11 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-# Everything a run writes about papers, the FTS5 index's own shadow tables (its b-tree blobs) included.
+# Everything a run writes about papers, the FTS5 index's own shadow tables (its b-tree blobs) and
+# the enrichment derived from them included.
 PAPER_TABLES = (
     "papers", "versions", "paper_authors", "paper_categories",
+    "paper_links", "paper_elements", "paper_formulas", "paper_tags", "paper_enrichment",
     "papers_fts", "papers_fts_data", "papers_fts_idx", "papers_fts_docsize", "papers_fts_config",
 )
 # Columns of `runs` that differ between two otherwise identical runs.

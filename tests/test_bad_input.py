@@ -27,6 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from harvest.cli import cli
+from harvest.store import SCHEMA_VERSION
 
 from .dumps import directory_listing, dump, file_state, integrity, runs
 from .fake_arxiv import make_paper
@@ -100,7 +101,7 @@ BAD_DATABASES = {
     "header-only": (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x10\x00"), "{p}: truncated SQLite file (18 bytes); restore it from a release"),
     "newer-schema": (
         lambda p: sqlite_file(p, "CREATE TABLE runs (id INTEGER PRIMARY KEY)", "PRAGMA user_version = 7"),
-        "{p}: written by a newer ai4mat (schema 7, this is 2); upgrade ai4mat (pip install -U ai4mat) to use it",
+        f"{{p}}: written by a newer ai4mat (schema 7, this is {SCHEMA_VERSION}); upgrade ai4mat (pip install -U ai4mat) to use it",
     ),
     "foreign-sqlite": (
         lambda p: sqlite_file(p, "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)", "INSERT INTO moz_places (url) VALUES ('https://arxiv.org')"),
@@ -341,7 +342,7 @@ def tiny_disk(folder: Path, size: str):
 
 def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleeps):
     """Run 2 does not fit: it fails with the cause, papers stay as they were; with room, run 3 stores it all."""
-    with tiny_disk(tmp_path / "disk", "320k") as disk:
+    with tiny_disk(tmp_path / "disk", "400k") as disk:
         db_path = disk / "ai4mat.db"
         fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
         assert harvest(fake_arxiv, db_path, config_file).output == "harvest: 50 new, 0 updated, 0 unchanged (1 request)\n"
@@ -363,7 +364,7 @@ def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleep
 
 
 def test_disk_already_full_fails_before_asking_arxiv(fake_arxiv, tmp_path, config_file, sleeps):
-    with tiny_disk(tmp_path / "disk", "320k") as disk:
+    with tiny_disk(tmp_path / "disk", "400k") as disk:
         db_path = disk / "ai4mat.db"
         fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
         assert harvest(fake_arxiv, db_path, config_file).exit_code == 0
@@ -398,13 +399,15 @@ BAD_CONFIGS = {
     "max-results-a-string": ('{"query": "q", "max_results": "100"}', '{c}: "max_results" must be a positive integer, got "100"'),
     "max-results-zero": ('{"query": "q", "max_results": 0}', '{c}: "max_results" must be a positive integer, got 0'),
     "max-results-bool": ('{"query": "q", "max_results": true}', '{c}: "max_results" must be a positive integer, got true'),
+    "readme-tags-not-bool": ('{"query": "q", "readme_tags": "yes"}', '{c}: "readme_tags" must be true or false, got "yes"'),
+    "vocabulary-not-a-path": ('{"query": "q", "vocabulary": 3}', '{c}: "vocabulary" must be the path of a JSON tag vocabulary (relative to the config file), or null, got 3'),
     "delay-negative": ('{"query": "q", "delay_seconds": -1}', '{c}: "delay_seconds" must be a number of seconds >= 0'),
     "delay-a-string": ('{"query": "q", "delay_seconds": "3"}', '{c}: "delay_seconds" must be a number of seconds >= 0, got "3"'),
     "page-size-too-big": ('{"query": "q", "page_size": 5000}', '{c}: "page_size" must be an integer from 1 to 2000 (arXiv\'s maximum per request), got 5000'),
     "page-size-a-float": ('{"query": "q", "page_size": 10.5}', '{c}: "page_size" must be an integer from 1 to 2000 (arXiv\'s maximum per request), got 10.5'),
     "unknown-timezone": ('{"query": "q", "timezone": "Mars/Olympus_Mons"}', '{c}: unknown time zone "Mars/Olympus_Mons" (use an IANA name such as Asia/Singapore)'),
     "timezone-path-escape": ('{"query": "q", "timezone": "../../etc/passwd"}', '{c}: unknown time zone "../../etc/passwd" (use an IANA name such as Asia/Singapore)'),
-    "unknown-key": ('{"query": "q", "querry": "q"}', '{c}: unknown key "querry" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, timezone, timezone_label)'),
+    "unknown-key": ('{"query": "q", "querry": "q"}', '{c}: unknown key "querry" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, readme_tags, timezone, timezone_label, vocabulary)'),
     "api-url-not-http": ('{"query": "q", "api_url": "file:///etc/passwd"}', "{c}: \"api_url\" must be an http(s) URL, got 'file:///etc/passwd'"),
     "readme-max-papers-negative": ('{"query": "q", "readme_max_papers": -5}', '{c}: "readme_max_papers" must be a positive integer, got -5'),
 }

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from harvest.cli import cli
+from harvest.store import SCHEMA_VERSION
 
 from .conftest import rows
 from .fake_arxiv import make_paper
@@ -133,7 +134,7 @@ def test_original_tracker_keys_are_ignored_with_a_notice(fake_arxiv, db_path, tm
         ('{"query": "q", "timezone": "Mars/Olympus"}', 'unknown time zone "Mars/Olympus" (use an IANA name such as Asia/Singapore)'),
         ('{"query": "q", "api_url": "ftp://x"}', "\"api_url\" must be an http(s) URL, got 'ftp://x'"),
         ('{"query": "q", "page_size": 5000}', "\"page_size\" must be an integer from 1 to 2000 (arXiv's maximum per request), got 5000"),
-        ('{"query": "q", "max_result": 5}', 'unknown key "max_result" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, timezone, timezone_label)'),
+        ('{"query": "q", "max_result": 5}', 'unknown key "max_result" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, readme_tags, timezone, timezone_label, vocabulary)'),
     ],
 )
 def test_bad_config_is_one_line_and_touches_nothing(content, message, tmp_path, db_path):
@@ -189,7 +190,7 @@ def test_newer_schema_is_refused_and_untouched(tmp_path, config_path):
     before = newer.read_bytes()
     result = invoke("harvest", "--db", newer, "--config", config_path, "--api-url", "http://127.0.0.1:9/")
     assert (result.exit_code, result.output) == (
-        1, f"Error: harvest failed: {newer}: written by a newer ai4mat (schema 99, this is 2); "
+        1, f"Error: harvest failed: {newer}: written by a newer ai4mat (schema 99, this is {SCHEMA_VERSION}); "
         "upgrade ai4mat (pip install -U ai4mat) to use it\n"
     )
     assert newer.read_bytes() == before

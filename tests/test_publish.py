@@ -41,12 +41,14 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     cmd = next(line for line in dockerfile if line.startswith("CMD "))
     assert cmd == (
         "CMD datasette serve --host 0.0.0.0 -i ai4mat.db --cors --inspect-file inspect-data.json "
-        "--metadata metadata.json --plugins-dir plugins/ --setting sql_time_limit_ms 3000 "
+        "--metadata metadata.json --template-dir templates/ --plugins-dir plugins/ --setting sql_time_limit_ms 3000 "
         "--setting max_returned_rows 1000 --setting default_cache_ttl 3600 --setting suggest_facets off --setting force_https_urls on --port $PORT"
     )
     assert 'app = "ai4mat-arxiv-daily"' in (out / "fly.toml").read_text()
     assert (out / "ai4mat.db").read_bytes() == db.read_bytes()
     assert (out / "plugins" / "ai4mat_search.py").read_bytes() == (PLUGINS_DIR / "ai4mat_search.py").read_bytes()
+    row_template = "row-ai4mat-papers.html"
+    assert (out / "templates" / row_template).read_bytes() == (ROOT / "templates" / row_template).read_bytes()
     assert json.loads((out / "metadata.json").read_text())["databases"] == load_metadata()["databases"]
 
     # Run the image's commands here: inspect, then serve with a request instead of a port.

@@ -265,3 +265,18 @@ def test_section_stays_within_its_byte_budget(db):
         "\n<!-- ARXIV_PAPERS_END -->"
     )
     assert section.count("**Summary:** ") == shown and section.count("---\n\n") == shown
+
+
+def test_readme_tags_adds_one_line_per_tagged_paper_and_is_off_by_default(db):
+    record_run(db, [
+        paper("2611.00001", 1, "Diffusion models for MOF design", "2026-11-20T02:00:00Z"),
+        paper("2611.00002", 1, "A note on lattices", "2026-11-20T01:00:00Z"),
+    ])
+    plain = render_section(db, zone=SGT)
+    assert "**Tags:**" not in plain
+    tagged = render_section(db, zone=SGT, tags=True)
+    assert tagged == plain.replace(
+        "**Category:** cond-mat.mtrl-sci\n\n**ID:** 2611.00001v1",
+        "**Category:** cond-mat.mtrl-sci\n\n**Tags:** MOF, diffusion model\n\n**ID:** 2611.00001v1",
+    )
+    assert tagged.count("**Tags:**") == 1  # the untagged paper gets no empty line

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from harvest.cli import cli
+from harvest.store import SCHEMA_VERSION
 from harvest.serve import datasette_argv
 
 from .site_data import METADATA_PATH, ROOT, build_site_db, chromium_binary, serving
@@ -74,7 +75,7 @@ def test_serve_refuses_a_missing_metadata_file(tmp_path):
 
 
 def test_serve_refuses_a_file_of_an_older_schema_and_says_how_to_migrate_it(tmp_path, monkeypatch):
-    # Serving opens the file read-only, so it cannot migrate it; the site's queries need schema 2.
+    # Serving opens the file read-only, so it cannot migrate it; the site's queries need the latest schema.
     from .test_store import make_v1_file
 
     db = tmp_path / "ai4mat.db"
@@ -83,7 +84,7 @@ def test_serve_refuses_a_file_of_an_older_schema_and_says_how_to_migrate_it(tmp_
     result = CliRunner().invoke(cli, ["serve", "--db", str(db), "--metadata", str(METADATA_PATH)])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: serve: {db}: schema 1 is older than this ai4mat's (2); "
+        f"Error: serve: {db}: schema 1 is older than this ai4mat's ({SCHEMA_VERSION}); "
         f"run `ai4mat harvest --db {db}` once, which migrates the file in place before fetching\n"
     )
     assert db.read_bytes() == before

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -254,7 +255,16 @@ def test_atom_feed_is_well_formed_and_holds_the_text_exactly(site):
         expected_title = stored.get("title", " ".join(fields["title"].split()))
         assert entry.find(f"{ATOM}title").text == expected_title, name
         content = entry.find(f"{ATOM}content").text or ""
-        assert content == stored.get("summary", fields.get("summary", papers[f"2611.{number:05d}"]["summary"]).strip()), name
+        # The abstract exactly, then the paper's tags (those the enrichment stored) on their own line.
+        conn = sqlite3.connect(db_path)
+        try:
+            (tags,) = conn.execute(
+                "select group_concat(tag, ', ') from paper_tags where arxiv_id = ?", [f"2611.{number:05d}"]
+            ).fetchone()
+        finally:
+            conn.close()
+        summary = stored.get("summary", fields.get("summary", papers[f"2611.{number:05d}"]["summary"]).strip())
+        assert content == summary + (f"\n\nTags: {tags}" if tags else ""), name
 
 
 # ------------------------------------------------------------------ a real browser

@@ -16,7 +16,10 @@ from harvest.store import open_db
 
 from .site_data import PLUGINS_DIR, ROOT, build_site_db, load_metadata, load_plugin
 
-QUERIES = ("new_today", "new_this_week", "search", "by_author", "by_category", "paper_history", "runs", "papers_per_month", "feed", "health")
+QUERIES = (
+    "new_today", "new_this_week", "search", "by_author", "by_category", "by_tag", "by_elements", "with_code",
+    "paper_history", "runs", "papers_per_month", "feed", "health",
+)
 HOSTILE = ['"', "AND (", "*", "'; drop", "title:x OR", "NEAR(a b)", ")(", "-", "a\x00b", "😀 \u00a0", '""""', "'", "^x"]
 
 
@@ -61,11 +64,17 @@ def test_metadata_describes_every_column_of_the_schema():
 
     ensure_db_shape(db)
     tables = load_metadata()["databases"]["ai4mat"]["tables"]
-    for table in ("papers", "versions", "runs", "paper_authors", "paper_categories"):
+    for table in (
+        "papers", "versions", "runs", "paper_authors", "paper_categories",
+        "paper_links", "paper_elements", "paper_formulas", "paper_tags", "paper_enrichment",
+    ):
         assert tables[table]["description"], table
         assert sorted(tables[table]["columns"]) == sorted(db[table].columns_dict), table
     assert tables["papers"]["sort_desc"] == "updated"
-    assert tables["papers"]["facets"] == ["primary_category", {"child": "paper_categories.category"}]
+    assert tables["papers"]["facets"] == [
+        "primary_category", {"child": "paper_categories.category"}, {"child": "paper_tags.tag"},
+        {"child": "paper_elements.element"}, {"child": "paper_links.kind"},
+    ]
 
 
 # ---------------------------------------------------------------- canned queries, literal rows
@@ -79,13 +88,15 @@ async def test_new_today_is_the_latest_successful_run(site_db):
         {
             "status": "updated", "arxiv_id": "2611.00002", "version": 2,
             "title": "Graph networks screen perovskite catalysts at scale", "authors": "Bo Chen",
-            "primary_category": "cs.LG", "published": "2026-11-19T09:30:00Z", "updated": "2026-11-21T07:00:00Z",
+            "primary_category": "cs.LG", "tags": "catalyst, perovskite, graph neural network",
+            "published": "2026-11-19T09:30:00Z", "updated": "2026-11-21T07:00:00Z",
             "link": "https://arxiv.org/abs/2611.00002v2",
         },
         {
             "status": "new", "arxiv_id": "2611.00004", "version": 1,
             "title": 'Crystal <b>diffusion</b> & "quoted" alloys', "authors": "Ann Lee",
-            "primary_category": "cond-mat.mtrl-sci", "published": "2026-10-02T06:00:00Z",
+            "primary_category": "cond-mat.mtrl-sci", "tags": "alloy, diffusion model",
+            "published": "2026-10-02T06:00:00Z",
             "updated": "2026-11-21T06:00:00Z", "link": "https://arxiv.org/abs/2611.00004v1",
         },
     ]
@@ -278,7 +289,9 @@ async def test_feed_is_valid_atom_newest_first(site_db):
         ("https://arxiv.org/abs/cond-mat/0102536v1", "Diffusion models for crystal structure prediction", "2001-02-28T12:00:00+00:00", "https://arxiv.org/abs/cond-mat/0102536v1"),
     ]
     assert feed.entries[1].author == "Ann Lee"
-    assert feed.entries[1].content[0].value == "Diffusion models meet <script>alert(1)</script> battery materials."
+    assert feed.entries[1].content[0].value == (
+        "Diffusion models meet <script>alert(1)</script> battery materials.\n\nTags: alloy, diffusion model"
+    )
 
 
 @pytest.mark.asyncio
@@ -286,7 +299,7 @@ async def test_every_query_answers_on_an_empty_database_and_the_feed_stays_valid
     path = tmp_path / "ai4mat.db"
     open_db(path).close()
     ds = datasette_for(path)
-    params = "q=alloy&name=Jane%20Doe&category=cs.LG&arxiv_id=2611.00001"
+    params = "q=alloy&name=Jane%20Doe&category=cs.LG&arxiv_id=2611.00001&tags=MOF&elements=Li,O&tag=MOF"
     for name in QUERIES:
         if name not in ("feed", "health"):  # both answer one row on purpose (health: test_export)
             assert await get_rows(ds, f"/ai4mat/{name}.json?{params}") == [], name

@@ -59,11 +59,11 @@ def test_older_file_is_migrated_in_place_keeping_its_rows(db_path, monkeypatch):
     def add_seen_by_column(db):
         db["runs"].add_column("host", str)
 
-    next_version = store.SCHEMA_VERSION + 1
+    latest = store.SCHEMA_VERSION + 1
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_seen_by_column])
-    monkeypatch.setattr(store, "SCHEMA_VERSION", next_version)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", latest)
     with writing(db_path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == next_version
+        assert db.execute("PRAGMA user_version").fetchone()[0] == latest
         assert list(db.query("select id, query, host from runs")) == [{"id": 1, "query": "q", "host": None}]
 
 
