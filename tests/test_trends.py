@@ -1,9 +1,9 @@
 """The Trends page (/-/dashboards/trends): its charts drawn by a real headless Chromium from a real
 `ai4mat serve`, with nothing loaded from any host but the site.
 
-Three files: the harvested test dataset (no paper_tags table, as on main before tagging), the
-same with a paper_tags table as the tagging enricher makes it, and a dataset with no runs at all
-(the negative control: every chart must then count as empty).
+Three files: the harvested test dataset (tagged by the harvester's enricher), the same without
+its paper_tags table (a file from before tagging), and a dataset with no runs at all (the
+negative control: every chart must then count as empty).
 """
 
 from __future__ import annotations
@@ -37,13 +37,6 @@ CHROMIUM_FLAGS = [
 CHARTS = ("papers-per-month", "categories-per-year", "tags-per-year", "harvest-days")
 # aria-roledescription of the items Vega draws for data (axes, legends and titles are others).
 DATA_MARKS = {"bar", "line", "point", "tick", "area", "circle"}
-# The tagging enricher's table (branch `tagging`, schema 2), with tags on the test papers.
-PAPER_TAGS = (
-    ("2611.00001", "method", "transformer"), ("2611.00001", "task", "inverse design"),
-    ("2611.00002", "method", "graph neural network"), ("2611.00004", "method", "diffusion model"),
-    ("cond-mat/0102536", "method", "diffusion model"), ("cond-mat/0102536", "task", "crystal structure prediction"),
-)
-
 
 def trends_charts() -> dict:
     return load_metadata()["plugins"]["datasette-dashboards"]["trends"]["charts"]
@@ -142,19 +135,15 @@ def render(binary: str, tmp_path: Path, url: str, screenshot: Path) -> tuple[str
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    """{"harvested", "tagged", "empty"}: three ai4mat.db files (each in its own folder: the name is the database's)."""
+    """{"harvested", "untagged", "empty"}: three ai4mat.db files (each in its own folder: the name is the database's)."""
     root = tmp_path_factory.mktemp("trends")
-    files = {name: root / name / "ai4mat.db" for name in ("harvested", "tagged", "empty")}
+    files = {name: root / name / "ai4mat.db" for name in ("harvested", "untagged", "empty")}
     for path in files.values():
         path.parent.mkdir()
     build_site_db(files["harvested"])
-    shutil.copy(files["harvested"], files["tagged"])
-    with sqlite3.connect(files["tagged"]) as conn:
-        conn.execute(
-            "CREATE TABLE paper_tags (arxiv_id TEXT REFERENCES papers(arxiv_id), kind TEXT, tag TEXT, mentions INTEGER,"
-            " in_title INTEGER, vocabulary_version TEXT NOT NULL, PRIMARY KEY (arxiv_id, kind, tag))"
-        )
-        conn.executemany("INSERT INTO paper_tags VALUES (?, ?, ?, 1, 0, 'test-1')", PAPER_TAGS)
+    shutil.copy(files["harvested"], files["untagged"])
+    with sqlite3.connect(files["untagged"]) as conn:
+        conn.execute("DROP TABLE paper_tags")
     conn.close()
     with writing(files["empty"]):
         pass
@@ -171,7 +160,7 @@ def assert_stays_on_site(requested: list[str], base: str, page: str = "-/dashboa
 @pytest.mark.browser
 def test_every_chart_draws_the_rows_of_its_query_from_files_of_the_site(datasets, tmp_path):
     binary = chromium_binary()
-    with serving(datasets["tagged"]) as (_, base, _banner):
+    with serving(datasets["harvested"]) as (_, base, _banner):
         dom, requested = render(binary, tmp_path, base + "-/dashboards/trends", ARTIFACTS / "trends.png")
         rows = {slug: chart_rows(base, slug) for slug in CHARTS}
         with urllib.request.urlopen(base, timeout=10) as response:
@@ -195,15 +184,20 @@ def test_every_chart_draws_the_rows_of_its_query_from_files_of_the_site(datasets
         {"year": "2026-01-01", "category": "cs.LG", "papers": 1},
     ]
     assert marks["categories-per-year"] == {"bar": 3}
+    # The enricher's tags of the four papers (cond-mat/0102536 counts in 2001, by its id).
     assert rows["tags-per-year"] == [
         {"year": "2001-01-01", "tag": "method: diffusion model", "papers": 1},
         {"year": "2001-01-01", "tag": "task: crystal structure prediction", "papers": 1},
+        {"year": "2001-01-01", "tag": "task: generative design", "papers": 1},
+        {"year": "2026-01-01", "tag": "material: alloy", "papers": 1},
+        {"year": "2026-01-01", "tag": "material: catalyst", "papers": 1},
+        {"year": "2026-01-01", "tag": "material: perovskite", "papers": 1},
         {"year": "2026-01-01", "tag": "method: diffusion model", "papers": 1},
         {"year": "2026-01-01", "tag": "method: graph neural network", "papers": 1},
         {"year": "2026-01-01", "tag": "method: transformer", "papers": 1},
-        {"year": "2026-01-01", "tag": "task: inverse design", "papers": 1},
+        {"year": "2026-01-01", "tag": "task: generative design", "papers": 1},
     ]
-    assert marks["tags-per-year"]["point"] == 6
+    assert marks["tags-per-year"]["point"] == 10
     # All three runs of the test dataset started today: two ok (5 papers and versions), one failed.
     assert [(r["papers"], r["ok_runs"], r["failed_runs"], r["status"]) for r in rows["harvest-days"]] == [
         (5, 2, 1, "ok after a failure"),
@@ -216,7 +210,7 @@ def test_every_chart_draws_the_rows_of_its_query_from_files_of_the_site(datasets
 @pytest.mark.browser
 def test_without_paper_tags_the_tag_chart_says_so_and_the_others_draw(datasets, tmp_path):
     binary = chromium_binary()
-    with serving(datasets["harvested"]) as (_, base, _banner):
+    with serving(datasets["untagged"]) as (_, base, _banner):
         dom, requested = render(binary, tmp_path, base + "-/dashboards/trends", ARTIFACTS / "trends-no-tags.png")
     assert empty_charts(dom) == ["tags-per-year"]
     assert "No tags yet" in chart_marks(dom).texts["tags-per-year"]
