@@ -133,20 +133,29 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
 @db_option
 @config_option
 @click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Processes extracting in parallel.")
-def enrich(db_path: str, config_path: str, workers: int):
-    """Recompute every paper's links, elements, formulas and tags (after a vocabulary change)."""
+              help="Processes extracting links, elements and tags in parallel.")
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="CPU threads for the neighbour index.")
+def enrich(db_path: str, config_path: str, workers: int, threads: int):
+    """Recompute what is derived from the papers: links, elements, tags, embeddings, related papers."""
+    from .related import enrich_all as relate_all
+
     config = _load_config(config_path)
     vocabulary = _vocabulary(config)
+    if not Path(db_path).is_file():
+        raise click.ClickException(f"enrich failed: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)")
     try:
         with writing(db_path) as db:
             total = db["papers"].count
+            if not total:
+                raise click.ClickException(f"enrich failed: {db_path} holds no papers (run `ai4mat harvest` first)")
             bar = click.progressbar(length=total, label="enrich", show_eta=True, show_pos=True, file=sys.stderr)
             with bar, db.atomic():
                 enriched = enrich_all(db, vocabulary, workers=workers, progress=bar.update)
+            click.echo(f"enrich: {enriched} papers tagged with vocabulary {vocabulary.version}")
+            result = relate_all(db, threads=threads)
     except StoreError as error:
         raise click.ClickException(f"enrich failed: {error}")
-    click.echo(f"enrich: {enriched} papers tagged with vocabulary {vocabulary.version}")
+    click.echo(f"enrich: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import sqlite_utils
 
+from .related import update_related
 from .fetch import PAGE_SIZE, ArxivClient, FetchError
 from .parse import ArxivAPIError
 from .store import (
@@ -128,6 +129,8 @@ def run_harvest(
         try:
             with db.atomic():
                 counts = save_papers(db, run_id, result.papers, vocabulary=vocabulary)
+                # The run's new and updated papers get related papers, and join older papers' lists.
+                update_related(db, [arxiv_id for (arxiv_id,) in db.execute("SELECT arxiv_id FROM versions WHERE run_id = ?", [run_id])])
                 finish_run(
                     db, run_id, counts, requests=client.requests, total_results=result.total_results,
                     skipped=len(result.skipped),

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from . import __version__
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -319,8 +319,27 @@ def _schema_v3_enrichment(db: sqlite_utils.Database) -> None:
     enrich_all(db, workers=min(2, os.cpu_count() or 1) if papers > 20_000 else 1)
 
 
+def _schema_v4_search_related(db: sqlite_utils.Database) -> None:
+    """paper_embeddings (one vector per paper, for search) and related (10 neighbours per paper)."""
+    db["paper_embeddings"].create(
+        {"arxiv_id": str, "model": str, "embedding": bytes},
+        pk="arxiv_id",
+        not_null={"model", "embedding"},
+        foreign_keys=[("arxiv_id", "papers", "arxiv_id")],
+        if_not_exists=True,
+    )
+    db["related"].create(
+        {"arxiv_id": str, "related_id": str, "rank": int, "score": float},
+        pk=("arxiv_id", "rank"),
+        not_null={"related_id", "score"},
+        foreign_keys=[("arxiv_id", "papers", "arxiv_id"), ("related_id", "papers", "arxiv_id")],
+        if_not_exists=True,
+    )
+    db["related"].create_index(["related_id"], if_not_exists=True)
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3_enrichment]
+MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -466,6 +485,19 @@ def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
     )
 
 
+def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
+    """Embed these papers' current title and abstract for search, in the caller's transaction."""
+    if not papers:
+        return
+    from . import embed
+
+    vectors = embed.embed([embed.paper_text(paper["title"], paper["summary"]) for paper in papers])
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO paper_embeddings (arxiv_id, model, embedding) VALUES (?, ?, ?)",
+        [(paper["arxiv_id"], embed.MODEL, embed.to_blob(vector)) for paper, vector in zip(papers, vectors)],
+    )
+
+
 def unique_versions(papers: Iterable[dict]) -> list[dict]:
     """Drop repeats of the same (arxiv_id, version), which paging can serve twice; keep the first."""
     seen: set[tuple[str, int]] = set()
@@ -535,6 +567,7 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], 
     from .enrich import enrich_papers
 
     enrich_papers(db, [paper["arxiv_id"] for paper in changed], vocabulary)
+    _store_embeddings(db, changed)
     for chunk in _chunks(sorted(current)):
         db.execute(f"UPDATE papers SET last_run = ? WHERE arxiv_id IN ({','.join('?' * len(chunk))})", [run_id, *chunk])
     return counts

@@ -1,14 +1,22 @@
-"""Datasette plugin for the AI4MAT dataset: safe full-text queries and links to paper pages.
+"""Datasette plugin for the AI4MAT dataset: relevance search, safe full-text queries, paper links.
 
-Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it must not
-import anything beyond Datasette and the standard library.
+Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it imports only
+Datasette, the standard library and declared dependencies (wordllama and numpy, optional: without
+them search is lexical only).
 """
 
 from __future__ import annotations
 
+import bisect
 import html
+import json
+import math
 import re
 import urllib.parse
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
 
 from datasette import hookimpl
 from datasette.utils import tilde_encode
@@ -22,6 +30,43 @@ MAX_TERMS = 16
 # Short prefixes (ma*) expand to thousands of terms and take seconds; below this, * is ignored.
 MIN_PREFIX = 4
 _MARKED = re.compile(r"\*\*(.+?)\*\*", re.S)
+_WORD_RE = re.compile(r"\w+")
+SYNONYMS_PATH = Path(__file__).with_name("ai4mat_synonyms.json")
+
+# Words that carry no topic in a researcher's query. Domain words (model, material, learning)
+# are not here: they are dropped, when at all, by their document frequency in the dataset.
+STOP_WORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had
+has have having he her here hers how i if in into is it its itself just let me more most my no nor
+not of off on once only or other our out over own same she should so some such than that the their
+them then there these they this those through to too under until up very was we were what when
+where which while who whom why will with would you your yours within without across among like
+e.g i.e etc vs versus
+""".split())
+# Words researchers add around a topic ("a new method using..."): dropped when the query has
+# other words, searched when it has nothing else.
+FILLER_WORDS = frozenset("""
+paper papers study studies using use used based new novel approach approaches method methods
+find finding show shows given many work works toward towards one two
+""".split())
+# A term in more than this share of the papers, and in more than COMMON_PAPERS papers, is
+# dropped from ranking (unless every term is): it barely moves bm25, and scoring its matches is
+# what makes common-word queries slow at a million papers. Tiny files rank every word.
+COMMON_SHARE = 0.3
+COMMON_PAPERS = 100
+MATCH_BUDGET = 50_000
+CANDIDATES = 100  # lexical candidates re-ranked with embeddings
+SHOWN = 50
+RRF_K = 30
+PRF_DOCS = 5
+TITLE_WEIGHT = 3.0
+LEXICAL_WEIGHT = 0.7
+PRF_WEIGHT = 0.5
+PRF_ROUNDS = 1
+PLAIN_WEIGHT = 0.5
+BIGRAMS = True
+SNIPPET_TOKENS = 24
 
 
 def fts_query(text: str | None) -> str:
@@ -38,8 +83,388 @@ def fts_query(text: str | None) -> str:
     for term in _TERM.findall(str(text))[:MAX_TERMS]:
         word = term.rstrip("*")
         prefix = term.endswith("*") and len(word) >= MIN_PREFIX
-        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+        terms.append(_phrase(word, prefix))
     return " ".join(terms) or NO_MATCH
+
+
+def _phrase(text: str, prefix: bool = False) -> str:
+    return '"' + text.replace('"', '""') + '"' + ("*" if prefix else "")
+
+
+# ---------------------------------------------------------------- parsing a researcher's query
+
+
+@lru_cache(maxsize=1)
+def synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Each term's word tuple -> every term it stands for (itself first), from ai4mat_synonyms.json."""
+    index: dict[tuple[str, ...], list[str]] = {}
+    for group in json.loads(SYNONYMS_PATH.read_text(encoding="utf-8"))["groups"]:
+        for term in group:
+            alternatives = index.setdefault(tuple(_singular(word) for word in _words(term)), [term])
+            alternatives += [other for other in group if other not in alternatives]
+    return {key: tuple(value) for key, value in index.items()}
+
+
+@lru_cache(maxsize=100_000)
+def _stem(word: str) -> str:
+    """Porter stem (the FTS index's tokenizer) where snowballstemmer is installed, else plurals folded."""
+    stemmer = _stemmer()
+    return stemmer.stemWord(word) if stemmer is not None else _singular(word)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    try:
+        import snowballstemmer
+    except ImportError:
+        return None
+    return snowballstemmer.stemmer("porter")
+
+
+def _shortest(terms: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The terms without those that contain another (as a word sequence, plurals folded).
+
+    bm25 scores each phrase of an OR on its own: "large language model" next to "language
+    model" would count one mention twice.
+    """
+    keys = [tuple(_singular(word) for word in _words(term)) for term in terms]
+    kept = []
+    for key in keys:
+        if key in kept:
+            continue
+        if any(other != key and _contains(key, other) for other in keys):
+            continue
+        kept.append(key)
+    return kept
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _contains(longer: tuple[str, ...], shorter: tuple[str, ...]) -> bool:
+    return len(shorter) < len(longer) and any(
+        longer[start : start + len(shorter)] == shorter for start in range(len(longer) - len(shorter) + 1)
+    )
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(word for word in re.split(r"[\s\-/]+", text.lower()) if word)
+
+
+_QUOTED = re.compile(r'"([^"]*)"')
+_NEGATED = re.compile(r"(?:(?<=\s)|^)(?:-|NOT\s+)(\w+(?:[-./']\w+)*)")
+
+
+def parse_query(text: str | None) -> dict:
+    """Split free text into what search looks for.
+
+    Returns `groups` (each a list of alternative FTS5 phrases: a word or quoted phrase with its
+    synonyms; stop words dropped), `required` (quoted phrases, which must match), `negatives`
+    (`-word`, `NOT word`: papers with them are left out) and `text` (the words, for embedding).
+    """
+    text = str(text or "")[:500]
+    required = [" ".join(_TERM.findall(phrase)) for phrase in _QUOTED.findall(text)]
+    required = [phrase.replace("*", "") for phrase in required if phrase]
+    text = _QUOTED.sub(" ", text)
+    negatives = [term for term in _NEGATED.findall(text)]
+    text = _NEGATED.sub(" ", text)
+    groups: list[list[str]] = [[_phrase(phrase)] for phrase in required]
+    typed: list[str] = [_phrase(phrase) for phrase in required]
+    terms = _TERM.findall(text)[:MAX_TERMS]
+    index = synonyms()
+    words: list[tuple[str, bool]] = []  # (word, prefix)
+    for term in terms:
+        prefix = term.endswith("*") and len(term.rstrip("*")) >= MIN_PREFIX
+        parts = _words(term.rstrip("*").replace(".", " ").replace("'", " "))
+        words += [(part, prefix and i == len(parts) - 1) for i, part in enumerate(parts)]
+        if not parts:
+            continue
+    position = 0
+    while position < len(words):
+        for size in range(min(6, len(words) - position), 0, -1):
+            key = tuple(word for word, _ in words[position : position + size])
+            folded = tuple(_singular(word) for word in key)
+            if folded in index and not words[position + size - 1][1]:
+                groups.append([_phrase(" ".join(alternative)) for alternative in _shortest(index[folded])])
+                typed.append(_phrase(" ".join(key)))
+                position += size
+                break
+        else:
+            word, prefix = words[position]
+            if word not in STOP_WORDS:
+                groups.append([_phrase(word, prefix)])
+                typed.append(_phrase(word, prefix))
+            position += 1
+    fillers = [group for group in groups if group[0].strip('"*') in FILLER_WORDS]
+    if len(fillers) < len(groups):
+        typed = [t for g, t in zip(groups, typed) if g not in fillers]
+        groups = [g for g in groups if g not in fillers]
+    # Adjacent typed words also count as a phrase: a paper that says "target band gap" or
+    # "powder diffraction" as written outranks one with the words scattered.
+    content = [(word, prefix) for word, prefix in words]
+    for (first, p1), (second, p2) in zip(content, content[1:]):
+        if BIGRAMS and not p1 and not p2 and not {first, second} & (STOP_WORDS | FILLER_WORDS):
+            groups.append([_phrase(first + " " + second)])
+            typed.append(_phrase(first + " " + second))
+    unique, unique_typed = [], []
+    for group, as_typed in zip(groups, typed):
+        if group not in unique:
+            unique.append(group)
+            unique_typed.append(as_typed)
+    plain = " ".join(term.rstrip("*") for term in terms) + " " + " ".join(required)
+    return {"groups": unique, "typed": unique_typed, "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
+
+
+def _any(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
+
+
+# ---------------------------------------------------------------- ranking
+
+
+@lru_cache(maxsize=1)
+def _embedder():
+    """WordLlama from the files in its wheel (never downloaded), or None where it is not installed."""
+    try:
+        import numpy  # noqa: F401
+        import wordllama
+        from wordllama import WordLlama
+    except ImportError:
+        return None
+    package = Path(wordllama.__file__).parent
+    cache = Path(tempfile.mkdtemp(prefix="ai4mat-wordllama-"))
+    try:
+        for folder, name in (("tokenizers", "l2_supercat_tokenizer_config.json"), ("weights", "l2_supercat_256.safetensors")):
+            (cache / folder).mkdir()
+            shutil.copy(package / folder / name, cache / folder / name)
+        return WordLlama.load(cache_dir=cache, disable_download=True)
+    except Exception:  # a broken install must not take search down: fall back to lexical
+        return None
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+class Searcher:
+    """Ranks papers for free text on one SQLite connection (Datasette opens one per thread)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.document_frequency: dict[str, int] = {}
+        self.papers = None
+        self.has_embeddings = None
+        self.plans: dict[str, dict] = {}
+
+    def count(self, expression: str) -> int:
+        if expression not in self.document_frequency:
+            if len(self.document_frequency) > 10_000:
+                self.document_frequency.clear()
+            (self.document_frequency[expression],) = self.conn.execute(
+                "select count(*) from papers_fts where papers_fts match ?", [expression]
+            ).fetchone()
+        return self.document_frequency[expression]
+
+    def plan(self, text: str | None) -> dict:
+        """The FTS5 expression to rank with (very common groups dropped) and the parsed query."""
+        key = str(text or "")
+        if key in self.plans:
+            return self.plans[key]
+        parsed = parse_query(text)
+        if self.papers is None:
+            self.papers = self.conn.execute("select coalesce(max(rowid), 0) from papers").fetchone()[0] or 1
+        # Which groups rank: each alternative's match count is estimated from its rarest word
+        # (one cached doclist count per word; phrases are never counted). Alternatives in most
+        # papers are dropped (they barely move bm25); then groups join, rarest first, while the
+        # matches bm25 must score stay within MATCH_BUDGET: the cost bound at a million papers.
+        common = max(COMMON_SHARE * self.papers, COMMON_PAPERS)
+        ranked_groups = []
+        for group, as_typed in zip(parsed["groups"], parsed["typed"]):
+            estimates = {alternative: self.estimate(alternative) for alternative in group}
+            kept = [a for a in group if 0 < estimates[a] <= common]
+            if kept:
+                ranked_groups.append((sum(estimates[a] for a in kept), kept, as_typed, estimates.get(as_typed, self.estimate(as_typed))))
+        ranked_groups.sort(key=lambda item: item[0])
+        chosen, total = [], 0
+        for estimate, kept, as_typed, typed_estimate in ranked_groups:
+            if total + estimate <= MATCH_BUDGET:
+                chosen.append((kept, as_typed, typed_estimate))
+                total += estimate
+        newest = False
+        if not chosen:
+            # Every word is in most papers: the rarest word ranks alone, if bm25 can afford it.
+            alternatives = sorted((self.estimate(a), a) for group in parsed["groups"] for a in group)
+            alternatives = [(e, a) for e, a in alternatives if 0 < e <= MATCH_BUDGET]
+            if alternatives:
+                chosen = [([alternatives[0][1]], alternatives[0][1], alternatives[0][0])]
+                common = MATCH_BUDGET
+        if chosen:
+            match = " OR ".join(_any(kept) for kept, _, _ in chosen)
+            plain = " OR ".join(as_typed for _, as_typed, e in chosen if 0 < e <= common)
+        else:
+            # Every word is too common to rank all its matches: the newest papers with all the
+            # words (else with the rarest one) are the candidates, ordered by meaning below.
+            alternatives = [(self.estimate(a), a) for group in parsed["groups"] for a in group]
+            alternatives = [(e, a) for e, a in alternatives if e]
+            match = plain = min(alternatives)[1] if alternatives else ""
+            newest = bool(alternatives)
+            # Words, not phrases: checking positions of common words costs as much as ranking.
+            words = {}
+            for as_typed in parsed["typed"]:
+                for word in re.findall(r"\w+", as_typed.rstrip("*")):
+                    words.setdefault(word.lower(), False)
+                if as_typed.endswith("*"):
+                    words[word.lower()] = True
+            together = " AND ".join(_phrase(word, prefix) for word, prefix in words.items())
+            if len(words) > 1 and self.lexical(self._combine(together, parsed), newest=True):
+                match = plain = together
+        plan = {**parsed, "match": self._combine(match, parsed), "plain": self._combine(plain or match, parsed), "newest": newest}
+        if len(self.plans) > 1000:
+            self.plans.clear()
+        self.plans[key] = plan
+        return plan
+
+    @staticmethod
+    def _combine(match: str, parsed: dict) -> str:
+        """`match` with the quoted phrases required and the negated words excluded."""
+        if match and parsed["required"]:
+            match = " AND ".join(parsed["required"]) + " AND (" + match + ")"
+        if match and parsed["negatives"]:
+            match = "(" + match + ") NOT " + _any(parsed["negatives"])
+        return match or NO_MATCH
+
+    def estimate(self, phrase: str) -> int:
+        """At least the papers `phrase` matches: its rarest word's count (prefixes: counted)."""
+        if phrase.endswith("*"):
+            return self.count(phrase)
+        words = re.findall(r"\w+", phrase)
+        return min((self.count(_phrase(word)) for word in words), default=0)
+
+    def lexical(self, match: str, newest: bool = False) -> list[tuple[int, float]]:
+        if newest:
+            return self.conn.execute(
+                "select rowid, 0.0 from papers_fts where papers_fts match ? order by rowid desc limit ?", [match, CANDIDATES]
+            ).fetchall()
+        return self.conn.execute(
+            f"select rowid, bm25(papers_fts, {TITLE_WEIGHT}, 1.0) as score from papers_fts "
+            "where papers_fts match ? order by score, rowid desc limit ?",
+            [match, CANDIDATES],
+        ).fetchall()
+
+    def search(self, text: str | None) -> str:
+        """JSON [[rowid, relevance], ...], best first: bm25 candidates fused with embeddings."""
+        plan = self.plan(text)
+        if plan["required"] and not self.lexical(plan["match"], plan["newest"]):
+            # A quoted phrase nobody wrote: answer with the words instead of nothing.
+            plan = self.plan(str(text).replace('"', " "))
+        hits = self.lexical(plan["match"], plan["newest"])
+        # The words as typed rank on their own too, so a synonym never outweighs them.
+        plain = self.lexical(plan["plain"]) if plan["plain"] != plan["match"] else hits
+        ranked = self.rerank(plan["text"], hits, plain)
+        return json.dumps([[rowid, round(score, 6)] for rowid, score in ranked[:SHOWN]])
+
+    def rerank(self, text: str, hits: list[tuple[int, float]], plain: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Fuse the bm25 orders with embedding similarity to the query plus the top hits (RRF)."""
+        typed = {rowid: PLAIN_WEIGHT / (RRF_K + rank) for rank, (rowid, _) in enumerate(plain, 1)}
+        seen = {rowid for rowid, _ in hits}
+        hits = hits + [(rowid, 0.0) for rowid, _ in plain if rowid not in seen]
+        lexical = {rowid: LEXICAL_WEIGHT / (RRF_K + rank) + typed.get(rowid, 0) for rank, (rowid, _) in enumerate(hits, 1)}
+        fused = dict(lexical)
+        model = _embedder() if len(hits) > 1 and text else None
+        if model is not None and self.embeddings_available():
+            import numpy as np
+
+            rowids = [rowid for rowid, _ in hits]
+            marks = ",".join("?" * len(rowids))
+            stored = dict(self.conn.execute(
+                f"select p.rowid, e.embedding from papers p join paper_embeddings e on e.arxiv_id = p.arxiv_id where p.rowid in ({marks})",
+                rowids,
+            ).fetchall())
+            have = [rowid for rowid in rowids if rowid in stored and len(stored[rowid]) == 256]
+            if have:
+                matrix = np.frombuffer(b"".join(stored[r] for r in have), dtype=np.int8).reshape(-1, 256).astype(np.float32)
+                matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
+                query = np.asarray(model.embed([text], norm=True), dtype=np.float32)[0]
+                query /= max(float(np.linalg.norm(query)), 1e-9)
+                for _ in range(PRF_ROUNDS):
+                    order = sorted(range(len(have)), key=lambda i: -fused[have[i]])[:PRF_DOCS]
+                    feedback = matrix[order].mean(axis=0)
+                    vector = query + PRF_WEIGHT * feedback / max(float(np.linalg.norm(feedback)), 1e-9)
+                    similarity = matrix @ vector
+                    dense = {have[index]: 1 / (RRF_K + rank) for rank, index in enumerate(np.argsort(-similarity), 1)}
+                    fused = {rowid: score + dense.get(rowid, 0) for rowid, score in lexical.items()}
+        return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
+
+    def snippet(self, text: str | None, q: str | None) -> str | None:
+        """The abstract around the query's words (SNIPPET_TOKENS words), each match between **.
+
+        Done here rather than with FTS5's snippet(), which re-runs the whole match per row.
+        """
+        if not text:
+            return text
+        whole, prefixes, candidates = self.snippet_terms(q)
+        starts = [token.start() for token in _WORD_RE.finditer(text)]
+        if not starts:
+            return text
+        hits = []  # token numbers of the words to mark, in order
+        if candidates is not None:
+            for found in candidates.finditer(text):
+                word = found.group().lower()
+                if _stem(word) in whole or any(word.startswith(p) for p in prefixes):
+                    hits.append(bisect.bisect_left(starts, found.start()))
+        count = len(starts)
+        first, last = 0, count
+        if count > SNIPPET_TOKENS:
+            # The window of SNIPPET_TOKENS words holding the most marked words, earliest first.
+            best, first, low = 0, 0, 0
+            for high, token in enumerate(hits):
+                while token - hits[low] >= SNIPPET_TOKENS:
+                    low += 1
+                if high - low + 1 > best:
+                    best, first = high - low + 1, max(0, min(hits[low], count - SNIPPET_TOKENS))
+            last = first + SNIPPET_TOKENS
+        marked = set(hits)
+        pieces = ["…"] if first > 0 else []
+        cursor = starts[first] if first > 0 else 0
+        for number in range(first, last):
+            if number in marked:
+                end = _WORD_RE.match(text, starts[number]).end()
+                pieces.append(text[cursor : starts[number]] + "**" + text[starts[number] : end] + "**")
+                cursor = end
+        tail_end = _WORD_RE.match(text, starts[last - 1]).end() if last < count else len(text)
+        pieces.append(text[cursor:tail_end] + ("…" if last < count else ""))
+        return "".join(pieces)
+
+    def snippet_terms(self, q: str | None):
+        """(stems, prefixes, a regex finding words that may be either) for a query, cached with its plan."""
+        plan = self.plan(q)
+        if "snippet_terms" not in plan:
+            whole, prefixes = set(), []
+            for group in plan["groups"] + [plan["negatives"]]:
+                for phrase in group:
+                    prefix = phrase.endswith("*")
+                    for word in _words(phrase.strip('*"').replace('""', '"')):
+                        if prefix:
+                            prefixes.append(word)
+                        else:
+                            whole.add(_stem(word))
+            heads = sorted({stem[:3] for stem in whole} | {p[:3] for p in prefixes})
+            candidates = re.compile(r"\b(?:" + "|".join(map(re.escape, heads)) + r")\w*", re.I) if heads else None
+            plan["snippet_terms"] = (whole, prefixes, candidates)
+        return plan["snippet_terms"]
+
+    def embeddings_available(self) -> bool:
+        if self.has_embeddings is None:
+            self.has_embeddings = self.conn.execute(
+                "select 1 from sqlite_master where type = 'table' and name = 'paper_embeddings'"
+            ).fetchone() is not None
+        return self.has_embeddings
+
+
+@hookimpl
+def startup(datasette):
+    # Load the model (about 0.2 s) before the first search, not inside its SQL time limit.
+    _embedder()
+    synonyms()
 
 
 # The table whose search box is sent to the canned query, and that query.
@@ -49,7 +474,11 @@ DATABASE, TABLE, SEARCH_QUERY = "ai4mat", "papers", "search"
 # trylast: Datasette's own prepare_connection registers escape_fts, and the last one registered wins.
 @hookimpl(trylast=True)
 def prepare_connection(conn):
+    searcher = Searcher(conn)
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
+    conn.create_function("ai4mat_search", 1, searcher.search)
+    conn.create_function("ai4mat_match", 1, lambda text: searcher.plan(text)["match"])
+    conn.create_function("ai4mat_snippet", 2, searcher.snippet)
     # The table view's ?_search= passes the text through escape_fts(), which quotes diffus* into
     # a phrase (matching nothing) and fails on a lone " with an fts5 syntax error; give it the
     # canned search's rules instead (?_searchmode=raw still takes FTS5 syntax as typed).
@@ -103,7 +532,7 @@ def render_cell(value, column, table, database, datasette):
     """In query results, link arxiv_id to the paper's page and show snippet highlights."""
     if table is not None or not isinstance(value, str):
         return None
-    if column == "arxiv_id" and value:
+    if column in ("arxiv_id", "related_id") and value:
         # Row URLs tilde-encode the key: cond-mat/0102536 -> cond-mat~2F0102536.
         href = datasette.urls.row(database, "papers", tilde_encode(value))
         return Markup(f'<a href="{html.escape(href)}">{html.escape(value)}</a>')

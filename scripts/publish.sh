@@ -27,6 +27,10 @@ import importlib.metadata, re, sys, tomllib
 dependencies = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 # Datasette itself: the version the daily job's smoke check just ran.
 print(f"datasette=={importlib.metadata.version('datasette')}")
+# What the site's plugins import besides Datasette (search re-ranking and snippets): the versions
+# the daily job's smoke check just ran.
+for name in ("numpy", "wordllama", "snowballstemmer", "PyStemmer"):
+    print(f"{name}=={importlib.metadata.version(name)}")
 for requirement in dependencies:
     if requirement.startswith("datasette-"):
         if not re.fullmatch(r"datasette-[a-z0-9-]+==[0-9][0-9a-z.]*", requirement):

@@ -342,7 +342,7 @@ def tiny_disk(folder: Path, size: str):
 
 def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleeps):
     """Run 2 does not fit: it fails with the cause, papers stay as they were; with room, run 3 stores it all."""
-    with tiny_disk(tmp_path / "disk", "400k") as disk:
+    with tiny_disk(tmp_path / "disk", "640k") as disk:
         db_path = disk / "ai4mat.db"
         fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
         assert harvest(fake_arxiv, db_path, config_file).output == "harvest: 50 new, 0 updated, 0 unchanged (1 request)\n"
@@ -364,7 +364,7 @@ def test_disk_fills_while_storing_a_run(fake_arxiv, tmp_path, config_file, sleep
 
 
 def test_disk_already_full_fails_before_asking_arxiv(fake_arxiv, tmp_path, config_file, sleeps):
-    with tiny_disk(tmp_path / "disk", "400k") as disk:
+    with tiny_disk(tmp_path / "disk", "640k") as disk:
         db_path = disk / "ai4mat.db"
         fake_arxiv.papers = [make_paper(n) for n in range(1, 51)]
         assert harvest(fake_arxiv, db_path, config_file).exit_code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -37,7 +38,8 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     pins = [d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"] if d.startswith("datasette-")]
     assert pins == ["datasette-atom==0.9", "datasette-search-all==1.1.4", "datasette-dashboards==0.8.0"]
     dockerfile = (out / "Dockerfile").read_text().splitlines()
-    assert f"RUN pip install -U datasette datasette=={datasette.__version__} {' '.join(pins)}" in dockerfile
+    plugin_pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "wordllama", "snowballstemmer", "PyStemmer")]
+    assert f"RUN pip install -U datasette datasette=={datasette.__version__} {' '.join(plugin_pins + pins)}" in dockerfile
     cmd = next(line for line in dockerfile if line.startswith("CMD "))
     assert cmd == (
         "CMD datasette serve --host 0.0.0.0 -i ai4mat.db --cors --inspect-file inspect-data.json "

@@ -1,0 +1,219 @@
+"""Search and related papers on the 1,448 real papers of tests/fixtures/ai4mat, through Datasette in process.
+
+The database is built by the real store code (embeddings in the same transaction as the papers)
+and `ai4mat enrich`; the canned queries run with the site's metadata and plugins.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harvest.cli import cli
+from harvest.enrich.tags import default_vocabulary
+from harvest.related import NEIGHBOURS, recompute_related, update_related
+from harvest.store import finish_run, open_db, save_papers, start_run
+
+from .test_site import datasette_for
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ai4mat"
+LEFT_OUT = "2508.03775"  # 4D-PreNet: stored last, by a daily run, in the incremental test
+
+
+def real_papers() -> list[dict]:
+    papers = json.loads((FIXTURES / "papers.json").read_text(encoding="utf-8"))["papers"]
+    return [
+        {**paper, "abs_url": f"https://arxiv.org/abs/{paper['arxiv_id']}", "pdf_url": f"https://arxiv.org/pdf/{paper['arxiv_id']}"}
+        for paper in papers
+    ]
+
+
+def store(path: Path, papers: list[dict]) -> None:
+    db = open_db(path)
+    run_id = start_run(db, "fixtures")
+    with db.atomic():
+        finish_run(db, run_id, save_papers(db, run_id, papers))
+    db.close()
+
+
+@pytest.fixture(scope="module")
+def real_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("real") / "ai4mat.db"
+    store(path, real_papers())
+    result = CliRunner().invoke(cli, ["enrich", "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"enrich: 1448 papers tagged with vocabulary {default_vocabulary().version}\n"
+        "enrich: 0 papers embedded, related papers of 1448 papers recomputed\n"
+    )
+    return path
+
+
+async def search(path, q: str) -> list[dict]:
+    response = await datasette_for(path).client.get("/ai4mat/search.json", params={"q": q, "_shape": "array"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ---------------------------------------------------------------- search
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "q, best",
+    [
+        # A keyword query with an acronym the abstract spells out.
+        ("4D-STEM deep learning", ["2508.03775"]),
+        # MLIP: the top paper says "machine learning interatomic potential", never "MLIP".
+        ("MLIP amorphous", ["2508.11989", "2507.05024", "2509.13916"]),
+        # A prefix and plain words.
+        ("diffus* microstructure images", ["2507.00459", "2312.07832", "2110.12666"]),
+        # A quoted phrase is required: only three papers write "powder diffraction".
+        ('"powder diffraction" crystal structure', ["2508.08349", "2502.02189", "2511.04055"]),
+        # HEA finds the papers that write "high-entropy alloys" in full.
+        ("HEA", ["2411.02834", "2509.05702", "2507.10237"]),
+    ],
+)
+async def test_search_ranks_real_papers(real_db, q, best):
+    rows = await search(real_db, q)
+    assert [row["arxiv_id"] for row in rows[: len(best)]] == best
+    if q.startswith('"'):
+        assert len(rows) == 3
+
+
+@pytest.mark.asyncio
+async def test_an_acronym_finds_papers_that_only_spell_it_out(real_db):
+    rows = await search(real_db, "MLIP amorphous")
+    top = rows[0]
+    paper = next(p for p in real_papers() if p["arxiv_id"] == top["arxiv_id"])
+    assert "mlip" not in (paper["title"] + paper["summary"]).lower()
+    assert "**interatomic potential**" in top["snippet"].replace("**interatomic** **potential**", "**interatomic potential**") or "interatomic" in top["snippet"]
+
+
+@pytest.mark.asyncio
+async def test_minus_word_leaves_out_every_paper_that_has_it(real_db):
+    with_word = await search(real_db, "metal-organic frameworks adsorption")
+    without = await search(real_db, "metal-organic frameworks -adsorption")
+    texts = {p["arxiv_id"]: (p["title"] + " " + p["summary"]).lower() for p in real_papers()}
+    assert (len(without), len(with_word)) == (21, 45)
+    assert not any(re.search(r"\badsorption\b", texts[row["arxiv_id"]]) for row in without)
+    assert any(re.search(r"\badsorption\b", texts[row["arxiv_id"]]) for row in with_word[:10])
+
+
+@pytest.mark.asyncio
+async def test_a_long_description_is_never_empty(real_db):
+    # Requiring every word found nothing for this; any word may match now.
+    rows = await search(real_db, "transfer learning to predict how fast ions hop in solid electrolytes")
+    assert len(rows) == 50
+    assert rows[0]["arxiv_id"] == "2508.05598"  # Lithium-ion transport in a solid-state electrolyte via deep learning MD
+
+
+# ---------------------------------------------------------------- related papers
+
+
+def test_every_paper_has_ten_related_papers_ranked_1_to_10(real_db):
+    db = open_db(real_db, create=False, writable=False)
+    rows = list(db.execute("select arxiv_id, group_concat(rank), count(*), sum(arxiv_id = related_id) from related group by arxiv_id"))
+    papers = db.execute("select count(*) from papers").fetchone()[0]
+    db.close()
+    assert len(rows) == papers == 1448
+    assert {(ranks, count, self_links) for _, ranks, count, self_links in rows} == {("1,2,3,4,5,6,7,8,9,10", 10, 0)}
+
+
+@pytest.mark.asyncio
+async def test_related_query_and_paper_page(real_db):
+    ds = datasette_for(real_db)
+    response = await ds.client.get("/ai4mat/related.json", params={"arxiv_id": " 2508.03775 ", "_shape": "array"})
+    rows = response.json()
+    assert [row["rank"] for row in rows] == list(range(1, 11))
+    assert [(row["related_id"], row["title"]) for row in rows[:2]] == [
+        ("2512.04045", "Machine Learning Pipeline for Denoising Low Signal-To-Noise Ratio and Out-of-Distribution Transmission Electron Microscopy Datasets"),
+        ("2507.01889", "STEM Diffraction Pattern Analysis with Deep Learning Networks"),
+    ]
+    assert rows[0]["link"] == "https://arxiv.org/abs/2512.04045"
+    assert 0 < rows[-1]["score"] <= rows[0]["score"] <= 1
+    page = (await ds.client.get("/ai4mat/papers/2508~2E03775")).text
+    section = page[page.index('<section class="related-papers">') :]
+    assert "<h2>Related papers</h2>" in section
+    assert '<li><a href="/ai4mat/papers/2512~2E04045">Machine Learning Pipeline for Denoising' in section
+    assert section.count("<li>") == 10
+    assert '<a href="/ai4mat/related?arxiv_id=2508.03775">These as data</a>' in section
+    # The row JSON links to them too (Datasette's links from other tables).
+    extras = (await ds.client.get("/ai4mat/papers/2508~2E03775.json?_extras=foreign_key_tables")).json()
+    assert {"other_table": "related", "other_column": "arxiv_id", "count": 10} in [
+        {key: link[key] for key in ("other_table", "other_column", "count")} for link in extras["foreign_key_tables"]
+    ]
+
+
+@pytest.mark.asyncio
+async def test_related_papers_share_the_topic(real_db):
+    """Topic coherence on the judged topic queries of search_dev.json: the 0.50 bar of issue 10."""
+    ds = datasette_for(real_db)
+    shares = []
+    for query in json.loads((FIXTURES / "search_dev.json").read_text())["queries"]:
+        if query["kind"] != "topic":
+            continue
+        for arxiv_id, grade in query["relevant"].items():
+            if grade == 2:
+                rows = (await ds.client.get("/ai4mat/related.json", params={"arxiv_id": arxiv_id, "_shape": "array"})).json()
+                shares.append(sum(query["relevant"].get(row["related_id"], 0) > 0 for row in rows) / 10)
+    assert sum(shares) / len(shares) >= 0.50
+
+
+def test_a_daily_run_gives_a_new_paper_the_lists_a_full_recompute_gives(real_db, tmp_path):
+    """The incremental update: the new paper's own list is the recompute's, and it enters the
+    lists of older papers where it beats their 10th."""
+    papers = real_papers()
+    path = tmp_path / "ai4mat.db"
+    store(path, [p for p in papers if p["arxiv_id"] != LEFT_OUT])
+    db = open_db(path)
+    recompute_related(db)
+    before = {row[0]: row[1] for row in db.execute("select arxiv_id, min(score) from related group by arxiv_id")}
+    run_id = start_run(db, "daily")
+    with db.atomic():
+        save_papers(db, run_id, [p for p in papers if p["arxiv_id"] == LEFT_OUT])
+        assert update_related(db, [LEFT_OUT]) == 1
+    incremental = lists(db)
+    db.close()
+    full = lists(open_db(real_db, create=False, writable=False))
+    assert incremental[LEFT_OUT] == full[LEFT_OUT]
+    gained = {arxiv_id for arxiv_id, related in incremental.items() if LEFT_OUT in [r for r, _ in related]}
+    assert gained  # it is a close neighbour of some papers
+    for arxiv_id in gained:
+        entry = dict(incremental[arxiv_id])[LEFT_OUT]
+        assert entry > before[arxiv_id]  # it beat that paper's 10th
+        assert len(incremental[arxiv_id]) == NEIGHBOURS
+        assert [score for _, score in incremental[arxiv_id]] == sorted((s for _, s in incremental[arxiv_id]), reverse=True)
+
+
+def lists(db) -> dict[str, list[tuple[str, float]]]:
+    out: dict[str, list[tuple[str, float]]] = {}
+    for arxiv_id, related_id, score in db.execute("select arxiv_id, related_id, score from related order by arxiv_id, rank"):
+        out.setdefault(arxiv_id, []).append((related_id, score))
+    return out
+
+
+def test_enrich_refuses_a_missing_file(tmp_path):
+    result = CliRunner().invoke(cli, ["enrich", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert result.output == f"Error: enrich failed: {tmp_path / 'none.db'}: database not found (run `ai4mat harvest --db {tmp_path / 'none.db'}` first)\n"
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_enrich_embeds_papers_of_an_older_file(real_db, tmp_path):
+    path = tmp_path / "ai4mat.db"
+    shutil.copy(real_db, path)
+    db = open_db(path)
+    db.execute("delete from paper_embeddings where arxiv_id in (select arxiv_id from papers order by arxiv_id limit 5)")
+    db.conn.commit()
+    db.close()
+    result = CliRunner().invoke(cli, ["enrich", "--db", str(path)])
+    assert (result.exit_code, result.output) == (
+        0, f"enrich: 1448 papers tagged with vocabulary {default_vocabulary().version}\n"
+        "enrich: 5 papers embedded, related papers of 1448 papers recomputed\n"
+    )
