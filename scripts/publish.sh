@@ -8,6 +8,10 @@
 #   PYTHON      the interpreter with ai4mat installed (default python3)
 # Extra arguments go to `datasette publish fly`: `scripts/publish.sh --generate-dir DIR` writes
 # the deployment without deploying (no account needed).
+#
+# Fly ends TLS in its proxy, so Datasette sees http:// requests: force_https_urls makes the URLs it
+# builds https://, or the Trends page (datasette-dashboards fetches each chart's rows from the
+# absolute URL of the site) would ask for http:// from an https:// page, which browsers block.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,5 +49,5 @@ exec datasette publish fly "$db" \
   --plugins-dir "$repo/plugins" \
   --template-dir "$repo/templates" \
   "${install[@]}" \
-  --extra-options "$("$python" -m harvest.serve)" \
+  --extra-options "$("$python" -m harvest.serve) --setting force_https_urls on" \
   "$@"

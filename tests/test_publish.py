@@ -36,7 +36,7 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     assert result.returncode == 0, result.stderr
 
     pins = [d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"] if d.startswith("datasette-")]
-    assert pins == ["datasette-atom==0.9", "datasette-search-all==1.1.4"]
+    assert pins == ["datasette-atom==0.9", "datasette-search-all==1.1.4", "datasette-dashboards==0.8.0"]
     dockerfile = (out / "Dockerfile").read_text().splitlines()
     plugin_pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "wordllama", "snowballstemmer", "PyStemmer")]
     assert f"RUN pip install -U datasette datasette=={datasette.__version__} {' '.join(plugin_pins + pins)}" in dockerfile
@@ -44,7 +44,7 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     assert cmd == (
         "CMD datasette serve --host 0.0.0.0 -i ai4mat.db --cors --inspect-file inspect-data.json "
         "--metadata metadata.json --template-dir templates/ --plugins-dir plugins/ --setting sql_time_limit_ms 3000 "
-        "--setting max_returned_rows 1000 --setting default_cache_ttl 3600 --setting suggest_facets off --port $PORT"
+        "--setting max_returned_rows 1000 --setting default_cache_ttl 3600 --setting suggest_facets off --setting force_https_urls on --port $PORT"
     )
     assert 'app = "ai4mat-arxiv-daily"' in (out / "fly.toml").read_text()
     assert (out / "ai4mat.db").read_bytes() == db.read_bytes()
@@ -61,6 +61,10 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     result = run([*serve, "--get", "/ai4mat/search.json?q=perovskite&_shape=array"], cwd=out)
     assert result.returncode == 0, result.stderr
     assert [row["arxiv_id"] for row in json.loads(result.stdout)] == ["2611.00002"]
+    # Behind Fly's TLS proxy the Trends page must fetch its charts' rows over https://.
+    result = run([*serve, "--get", "/-/dashboards/trends"], cwd=out)
+    assert result.returncode == 0, result.stderr
+    assert "'https://localhost/')" in result.stdout and "'http://localhost/')" not in result.stdout
 
 
 def test_publish_refuses_a_missing_database(tmp_path):
