@@ -133,29 +133,53 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
 @db_option
 @config_option
 @click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Processes extracting links, elements and tags in parallel.")
-@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="CPU threads for the neighbour index.")
-def enrich(db_path: str, config_path: str, workers: int, threads: int):
-    """Recompute what is derived from the papers: links, elements, tags, embeddings, related papers."""
-    from .related import enrich_all as relate_all
-
+              help="Processes extracting in parallel.")
+def enrich(db_path: str, config_path: str, workers: int):
+    """Recompute every paper's links, elements, formulas and tags (after a vocabulary change)."""
     config = _load_config(config_path)
     vocabulary = _vocabulary(config)
-    if not Path(db_path).is_file():
-        raise click.ClickException(f"enrich failed: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)")
+    _require_papers("enrich", db_path)
     try:
         with writing(db_path) as db:
             total = db["papers"].count
-            if not total:
-                raise click.ClickException(f"enrich failed: {db_path} holds no papers (run `ai4mat harvest` first)")
             bar = click.progressbar(length=total, label="enrich", show_eta=True, show_pos=True, file=sys.stderr)
             with bar, db.atomic():
                 enriched = enrich_all(db, vocabulary, workers=workers, progress=bar.update)
-            click.echo(f"enrich: {enriched} papers tagged with vocabulary {vocabulary.version}")
-            result = relate_all(db, threads=threads)
     except StoreError as error:
         raise click.ClickException(f"enrich failed: {error}")
-    click.echo(f"enrich: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
+    click.echo(f"enrich: {enriched} papers tagged with vocabulary {vocabulary.version}")
+
+
+@cli.command()
+@db_option
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="CPU threads for the neighbour index.")
+def relate(db_path: str, threads: int):
+    """Embed papers that lack an embedding and recompute every paper's related papers."""
+    from .related import enrich_all as relate_all
+
+    _require_papers("relate", db_path)
+    try:
+        with writing(db_path) as db:
+            result = relate_all(db, threads=threads)
+    except StoreError as error:
+        raise click.ClickException(f"relate failed: {error}")
+    click.echo(f"relate: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
+
+
+def _require_papers(command: str, db_path: str) -> None:
+    """Refuse, in one line, a file that does not exist or holds no papers (nothing to derive from)."""
+    if not Path(db_path).is_file():
+        raise click.ClickException(f"{command} failed: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)")
+    try:
+        db = open_db(db_path, create=False, writable=False)
+    except StoreError as error:
+        raise click.ClickException(f"{command} failed: {error}")
+    try:
+        papers = db["papers"].count if db["papers"].exists() else 0
+    finally:
+        db.close()
+    if not papers:
+        raise click.ClickException(f"{command} failed: {db_path} holds no papers (run `ai4mat harvest` first)")
 
 
 @cli.command()

@@ -1,7 +1,7 @@
 """Search and related papers on the 1,448 real papers of tests/fixtures/ai4mat, through Datasette in process.
 
 The database is built by the real store code (embeddings in the same transaction as the papers)
-and `ai4mat enrich`; the canned queries run with the site's metadata and plugins.
+and `ai4mat relate`; the canned queries run with the site's metadata and plugins.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 
 from harvest.cli import cli
-from harvest.enrich.tags import default_vocabulary
 from harvest.related import NEIGHBOURS, recompute_related, update_related
 from harvest.store import finish_run, open_db, save_papers, start_run
 
@@ -45,11 +44,10 @@ def store(path: Path, papers: list[dict]) -> None:
 def real_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("real") / "ai4mat.db"
     store(path, real_papers())
-    result = CliRunner().invoke(cli, ["enrich", "--db", str(path)])
+    result = CliRunner().invoke(cli, ["relate", "--db", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"enrich: 1448 papers tagged with vocabulary {default_vocabulary().version}\n"
-        "enrich: 0 papers embedded, related papers of 1448 papers recomputed\n"
+        "relate: 0 papers embedded, related papers of 1448 papers recomputed\n"
     )
     return path
 
@@ -198,22 +196,21 @@ def lists(db) -> dict[str, list[tuple[str, float]]]:
     return out
 
 
-def test_enrich_refuses_a_missing_file(tmp_path):
-    result = CliRunner().invoke(cli, ["enrich", "--db", str(tmp_path / "none.db")])
+def test_relate_refuses_a_missing_file(tmp_path):
+    result = CliRunner().invoke(cli, ["relate", "--db", str(tmp_path / "none.db")])
     assert result.exit_code == 1
-    assert result.output == f"Error: enrich failed: {tmp_path / 'none.db'}: database not found (run `ai4mat harvest --db {tmp_path / 'none.db'}` first)\n"
+    assert result.output == f"Error: relate failed: {tmp_path / 'none.db'}: database not found (run `ai4mat harvest --db {tmp_path / 'none.db'}` first)\n"
     assert not (tmp_path / "none.db").exists()
 
 
-def test_enrich_embeds_papers_of_an_older_file(real_db, tmp_path):
+def test_relate_embeds_papers_of_an_older_file(real_db, tmp_path):
     path = tmp_path / "ai4mat.db"
     shutil.copy(real_db, path)
     db = open_db(path)
     db.execute("delete from paper_embeddings where arxiv_id in (select arxiv_id from papers order by arxiv_id limit 5)")
     db.conn.commit()
     db.close()
-    result = CliRunner().invoke(cli, ["enrich", "--db", str(path)])
+    result = CliRunner().invoke(cli, ["relate", "--db", str(path)])
     assert (result.exit_code, result.stdout) == (
-        0, f"enrich: 1448 papers tagged with vocabulary {default_vocabulary().version}\n"
-        "enrich: 5 papers embedded, related papers of 1448 papers recomputed\n"
+        0, "relate: 5 papers embedded, related papers of 1448 papers recomputed\n"
     )
