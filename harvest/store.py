@@ -339,6 +339,16 @@ def _schema_v4_search_related(db: sqlite_utils.Database) -> None:
     db["related"].create_index(["related_id"], if_not_exists=True)
 
 
+# A paper joins (new.) or leaves (old.) its month's counts. A month is null for a paper without a
+# readable `published`: `IS` matches it, where a primary-key upsert would insert a second null row.
+_MONTH_ADD = """  INSERT INTO month_counts (month, papers, updated_since)
+    SELECT substr(new.published, 1, 7), 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
+  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
+    WHERE month IS substr(new.published, 1, 7);"""
+_MONTH_REMOVE = """  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
+    WHERE month IS substr(old.published, 1, 7);
+  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;"""
 # Counts the site reads instead of counting a million rows per request; triggers keep them
 # exact through every write (a run, a migration, a test inserting by hand), a few rows per paper.
 _COUNT_TRIGGERS = {
@@ -356,29 +366,15 @@ END""",
   INSERT INTO category_counts (category, papers) SELECT new.category, 1 WHERE new.category IS NOT NULL
     ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
 END""",
-    # A month is null for a paper without a readable `published`: `IS` matches it, where a
-    # primary-key upsert would insert a second null row.
-    "month_counts_insert": """AFTER INSERT ON papers BEGIN
-  INSERT INTO month_counts (month, papers, updated_since)
-    SELECT substr(new.published, 1, 7), 0, 0
-    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
-  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
-    WHERE month IS substr(new.published, 1, 7);
+    "month_counts_insert": f"""AFTER INSERT ON papers BEGIN
+{_MONTH_ADD}
 END""",
-    "month_counts_delete": """AFTER DELETE ON papers BEGIN
-  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
-    WHERE month IS substr(old.published, 1, 7);
-  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;
+    "month_counts_delete": f"""AFTER DELETE ON papers BEGIN
+{_MONTH_REMOVE}
 END""",
-    "month_counts_update": """AFTER UPDATE OF published, version ON papers BEGIN
-  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
-    WHERE month IS substr(old.published, 1, 7);
-  DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;
-  INSERT INTO month_counts (month, papers, updated_since)
-    SELECT substr(new.published, 1, 7), 0, 0
-    WHERE NOT EXISTS (SELECT 1 FROM month_counts WHERE month IS substr(new.published, 1, 7));
-  UPDATE month_counts SET papers = papers + 1, updated_since = updated_since + (new.version > 1)
-    WHERE month IS substr(new.published, 1, 7);
+    "month_counts_update": f"""AFTER UPDATE OF published, version ON papers BEGIN
+{_MONTH_REMOVE}
+{_MONTH_ADD}
 END""",
 }
 
