@@ -87,10 +87,11 @@ def cli(verbose: bool):
 def init(config_path: str, force: bool):
     """Write the default config.json (the AI4MAT query) to start a dataset here."""
     path = Path(config_path)
+    content = default_config()
     try:
         # "x" refuses an existing file in the same step that creates the new one.
         with open(path, "wb" if force else "xb") as file:
-            file.write(default_config())
+            file.write(content)
     except FileExistsError:
         raise click.ClickException(f"init: {path} already exists (pass --force to overwrite it)")
     except OSError as error:
@@ -240,7 +241,7 @@ def readme(db_path: str, readme_path: str, config_path: str):
 @click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False),
               help="Datasette metadata: titles, descriptions, canned queries.  [default: the site's metadata.yml]")
 @click.option("--plugins-dir", type=click.Path(file_okay=False), help="Datasette plugins.  [default: the site's plugins/]")
-@click.option("--template-dir", "templates_dir", type=click.Path(file_okay=False),
+@click.option("--template-dir", "templates_dir", type=click.Path(exists=True, file_okay=False),
               help="Datasette page templates.  [default: the site's templates/]")
 @click.option("--immutable", is_flag=True,
               help="Serve the file immutable, as published: faster start, but it must not be written while served.")

@@ -275,3 +275,12 @@ def test_serve_takes_another_metadata_and_keeps_the_site_s_plugins_and_templates
         assert status == 200 and "<h1>My topic</h1>" in body.decode()
         status, body = fetch(base + "ai4mat/papers/2611~2E00001")
         assert status == 200 and '<section class="paper-enrichment">' in body.decode()
+
+
+def test_serve_refuses_a_template_dir_that_does_not_exist(tmp_path):
+    db = tmp_path / "ai4mat.db"
+    build_site_db(db)
+    result = invoke("serve", "--db", db, "--template-dir", tmp_path / "none", cwd=tmp_path)
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2, f"Error: Invalid value for '--template-dir': Directory '{tmp_path / 'none'}' does not exist.",
+    )
