@@ -22,6 +22,10 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says what to fix."""
 
 
+class ConfigNotFound(ConfigError):
+    """There is no config file at the path (the caller may say how to create one)."""
+
+
 @dataclass(frozen=True)
 class Config:
     query: str
@@ -104,7 +108,7 @@ def load_config(path: str | os.PathLike) -> Config:
     try:
         text = read_small_file(path, max_bytes=MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigNotFound(f"{path}: config file not found")
     except LocalFileError as error:
         raise ConfigError(f"{path}: {error}")
     except (OSError, UnicodeDecodeError) as error:

@@ -78,7 +78,7 @@ def check_files(db_path: str | os.PathLike, metadata_path: str | os.PathLike, pl
             f"run `ai4mat harvest --db {db_path}` once, which migrates the file in place before fetching"
         )
     if not Path(metadata_path).is_file():
-        raise ServeError(f"{metadata_path}: metadata file not found (run from the repository root or pass --metadata)")
+        raise ServeError(f"{metadata_path}: metadata file not found (leave out --metadata to serve the site shipped with ai4mat)")
     if not Path(plugins_dir).is_dir():
         raise ServeError(f"{plugins_dir}: plugins directory not found (pass --plugins-dir)")
 
@@ -147,6 +147,7 @@ def datasette_argv(
     *,
     metadata_path: str | os.PathLike = "metadata.yml",
     plugins_dir: str | os.PathLike | None = None,
+    templates_dir: str | os.PathLike | None = None,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     mode: str = IMMUTABLE,
@@ -159,14 +160,15 @@ def datasette_argv(
     """
     if plugins_dir is None:
         plugins_dir = Path(metadata_path).parent / "plugins"
-    # The page templates (a paper's row page) sit beside the plugins.
-    templates_dir = Path(plugins_dir).parent / "templates"
+    if templates_dir is None:
+        # The page templates (a paper's row page) sit beside the plugins.
+        templates_dir = Path(plugins_dir).parent / "templates"
     return [
         sys.executable, "-m", "datasette", "serve",
         *(["-i", str(db_path)] if mode == IMMUTABLE else [str(db_path)]),
         "--metadata", str(metadata_path),
         "--plugins-dir", str(plugins_dir),
-        *(["--template-dir", str(templates_dir)] if templates_dir.is_dir() else []),
+        *(["--template-dir", str(templates_dir)] if Path(templates_dir).is_dir() else []),
         "--host", host,
         "--port", str(port),
         *setting_options(LIVE_SETTINGS if mode == LIVE else SETTINGS),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Publish ai4mat.db to Fly (datasette-publish-fly) as the same site `ai4mat serve` runs:
-# immutable file, metadata.yml, plugins/, the serve settings, and the Datasette and plugin
+# immutable file, metadata.yml, plugins/ and templates/ (the site `ai4mat serve` serves, found by
+# harvest/site_files.py), the serve settings, and the Datasette and plugin
 # versions pinned in pyproject.toml. Fly can run many stateless replicas of the image.
 #
 #   FLY_APP     the Fly app name (default ai4mat-arxiv-daily); FLY_API_TOKEN authenticates flyctl
@@ -17,6 +18,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 db="${AI4MAT_DB:-ai4mat.db}"
 python="${PYTHON:-python3}"
+site="$("$python" -m harvest.site_files)" || { echo "publish: $python cannot import ai4mat's harvest package (set PYTHON)" >&2; exit 1; }
 
 [ -f "$db" ] || { echo "publish: $db not found (run scripts/daily.sh first)" >&2; exit 1; }
 
@@ -45,9 +47,9 @@ done <<< "$pins"
 
 exec datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \
-  --metadata "$repo/metadata.yml" \
-  --plugins-dir "$repo/plugins" \
-  --template-dir "$repo/templates" \
+  --metadata "$site/metadata.yml" \
+  --plugins-dir "$site/plugins" \
+  --template-dir "$site/templates" \
   "${install[@]}" \
   --extra-options "$("$python" -m harvest.serve) --setting force_https_urls on" \
   "$@"

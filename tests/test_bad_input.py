@@ -434,7 +434,7 @@ def test_bad_config_is_one_line_and_touches_nothing(kind, harvested, fake_arxiv,
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda c: None, "{c}: config file not found"),
+        (lambda c: None, "{c}: config file not found (`ai4mat init --config {c}` writes the default one)"),
         (lambda c: c.write_bytes(b'{"query": "\xff\xfe"}'), "{c}: cannot read config file ('utf-8' codec can't decode byte 0xff in position 11: invalid start byte)"),
     ],
     ids=["missing", "not-utf8"],
