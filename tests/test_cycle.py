@@ -150,11 +150,13 @@ async def test_runs_of_one_cycle_add_up_and_the_next_cycle_starts_afresh(tmp_pat
         assert await today(path) == []
 
 
-def test_schema_6_fills_each_recorded_runs_cycle_from_its_start(tmp_path, monkeypatch):
+def test_the_cycle_migration_fills_each_recorded_runs_cycle_from_its_start(tmp_path, monkeypatch):
     path = tmp_path / "ai4mat.db"
+    # A file at the schema just before this migration (whatever its number after merges).
+    before = store.MIGRATIONS.index(store._schema_v6_announcement_cycle)
     with monkeypatch.context() as patch:
-        patch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:5])
-        patch.setattr(store, "SCHEMA_VERSION", 5)
+        patch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:before])
+        patch.setattr(store, "SCHEMA_VERSION", before)
         with writing(path) as db:
             for started_at in ("2026-11-24T03:00:00Z", "2026-11-28T23:00:00Z", "2026-03-09T00:30:00Z", "now"):
                 db["runs"].insert({"started_at": started_at, "query": "q", "status": "ok", "kind": "harvest"})
