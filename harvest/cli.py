@@ -16,7 +16,9 @@ from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfil
 from .fetch import ArxivClient, RecordedPages
 from .readme import ReadmeError, render_section, update_file
 from .runner import RunFailed, run_harvest
-from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url
+from .serve import (
+    LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, port_free, served_path, site_url,
+)
 from .site_files import default_config, site_files
 from .enrich import enrich_all
 from .enrich.tags import VocabularyError, load_vocabulary
@@ -210,7 +212,7 @@ def _require_papers(command: str, db_path: str) -> None:
 @click.option("--readme", "readme_path", default="README.md", show_default=True, type=click.Path(dir_okay=False))
 @config_option
 def readme(db_path: str, readme_path: str, config_path: str):
-    """Rewrite the README's paper section from the latest successful run."""
+    """Rewrite the README's paper section: the latest announcement cycle's papers."""
     config = _load_config(config_path)
     try:
         db = open_db(db_path, create=False, writable=False)
@@ -245,8 +247,10 @@ def readme(db_path: str, readme_path: str, config_path: str):
               help="Datasette page templates.  [default: the site's templates/]")
 @click.option("--immutable", is_flag=True,
               help="Serve the file immutable, as published: faster start, but it must not be written while served.")
+@click.option("--check-port", is_flag=True,
+              help="Only check that --host and --port can be listened on, then exit (make serve does, before harvesting).")
 def serve(db_path: str, port: int, host: str, metadata_path: str | None, plugins_dir: str | None,
-          templates_dir: str | None, immutable: bool):
+          templates_dir: str | None, immutable: bool, check_port: bool):
     """Serve the dataset with Datasette until Ctrl-C.
 
     Live by default: a harvest may write the file meanwhile, and every page shows one
@@ -261,7 +265,12 @@ def serve(db_path: str, port: int, host: str, metadata_path: str | None, plugins
     plugins_dir = plugins_dir or str(site.plugins)
     templates_dir = templates_dir or str(site.templates)
     try:
+        if check_port:
+            port_free(host, port)
+            return
         check_files(db_path, metadata_path, plugins_dir)
+        # Before saying "Serving at": Datasette would fail only after starting, with a traceback.
+        port_free(host, port)
         mode, reason = choose_mode(db_path, immutable=immutable)
         if mode == LIVE:
             enable_wal(db_path)

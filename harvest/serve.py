@@ -16,8 +16,10 @@ Two modes:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -81,6 +83,33 @@ def check_files(db_path: str | os.PathLike, metadata_path: str | os.PathLike, pl
         raise ServeError(f"{metadata_path}: metadata file not found (leave out --metadata to serve the site shipped with ai4mat)")
     if not Path(plugins_dir).is_dir():
         raise ServeError(f"{plugins_dir}: plugins directory not found (pass --plugins-dir)")
+
+
+def port_free(host: str, port: int) -> None:
+    """Raise ServeError, in one line naming --port and make's PORT=, unless `host`:`port` can be listened on.
+
+    Binds a test socket the way Datasette's server (uvicorn) will, SO_REUSEADDR included, so a
+    port left in TIME_WAIT by a server just stopped counts as free, as it is for uvicorn.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ServeError(f"cannot listen on {host}: unknown host ({error.strerror}); pass another --host") from None
+    family, kind, proto, _, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ServeError(
+                    f"port {port} is already in use on {host}; choose another with --port "
+                    f"(with make: make serve PORT={port + 1 if port < 65535 else DEFAULT_PORT})"
+                ) from None
+            raise ServeError(
+                f"cannot listen on {host}:{port} ({error.strerror}); choose another --port or --host "
+                "(with make: PORT= or HOST=)"
+            ) from None
 
 
 def choose_mode(db_path: str | os.PathLike, *, immutable: bool = False) -> tuple[str, str]:

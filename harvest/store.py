@@ -22,8 +22,9 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from . import __version__
+from .cycle import cycle_of
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -497,10 +498,31 @@ def _schema_v6_trend_counts(db: sqlite_utils.Database) -> None:
             db.execute(f"CREATE TRIGGER {name} {body}")
 
 
+def _stored_cycle(started_at: str | None) -> str | None:
+    try:
+        return cycle_of(started_at) if started_at else None
+    except ValueError:
+        return None  # not our timestamp format: the run is then a cycle of its own
+
+
+def _schema_v7_announcement_cycle(db: sqlite_utils.Database) -> None:
+    """`runs.cycle`: the arXiv announcement cycle (harvest/cycle.py) each run started in.
+
+    The day's news (new_today, the README) is every paper first seen by the successful daily
+    harvests of the latest cycle that has one, so runs within one cycle add up. Filled here
+    for the runs already recorded, from their started_at.
+    """
+    if "cycle" not in db["runs"].columns_dict:
+        db["runs"].add_column("cycle", str)
+    for run_id, started_at in db.execute("SELECT id, started_at FROM runs WHERE cycle IS NULL").fetchall():
+        db.execute("UPDATE runs SET cycle = ? WHERE id = ?", [_stored_cycle(started_at), run_id])
+    # No index: runs holds one row per run (a few a day), and the queries read it whole.
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
 MIGRATIONS = [
     _schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts,
-    _schema_v6_trend_counts,
+    _schema_v6_trend_counts, _schema_v7_announcement_cycle,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -577,12 +599,11 @@ def close_interrupted_runs(db: sqlite_utils.Database) -> int:
 
 def start_run(db: sqlite_utils.Database, query: str, *, kind: str = "harvest") -> int:
     """Record a run as `running` (committed at once, so a crash leaves a trace) and return its id."""
-    table = db["runs"].insert(
-        {
-            "started_at": utc_now(), "query": query, "status": "running", "kind": kind,
-            "ai4mat_version": __version__,
-        }
-    )
+    started_at = utc_now()
+    run = {"started_at": started_at, "query": query, "status": "running", "kind": kind, "ai4mat_version": __version__}
+    if "cycle" in db["runs"].columns_dict:  # absent only while an older schema is being built or migrated
+        run["cycle"] = cycle_of(started_at)
+    table = db["runs"].insert(run)
     return table.last_pk
 
 

@@ -16,6 +16,7 @@ from datasette.app import Datasette
 from harvest.config import load_config
 from harvest.store import open_db
 
+from .cycles import one_run_per_cycle
 from .site_data import PLUGINS_DIR, ROOT, build_site_db, load_metadata, load_plugin
 
 QUERIES = (
@@ -513,6 +514,7 @@ async def test_news_queries_agree_with_the_readme(tmp_path):
     run("harvest", [make_paper(1, version=1, title="First"), make_paper(2, version=1, title="B1"),
                     make_paper(2, version=2, day="2026-11-21", title="B2")])
     run("backfill", [make_paper(9, day="2001-01-01", title="Old backfilled")])
+    one_run_per_cycle(db)  # daily runs on successive days
     section = render_section(db, zone=ZoneInfo("UTC"))
     db.close()
     ds = datasette_for(path)
