@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-import unicodedata
 import xml.sax
 from dataclasses import dataclass, field
 
 import feedparser
+
+# Re-exported: the harvester stores the keys that the site's lookups compare.
+from .lookups import author_key, author_matches, author_surname_key, normalise_id  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +28,6 @@ ID_RE = re.compile(
 # cond-mat.mtrl-sci, physics.chem-ph, math-ph). The same <category> elements also carry the
 # authors' MSC and ACM class codes (68T07, "I.2.6; J.2", "82C32 (Primary) 37M05 (Secondary)").
 CATEGORY_RE = re.compile(r"[a-z][a-z-]*(?:\.[A-Za-z][A-Za-z-]*)?")
-# An id as a person writes it: the id at the end of an arXiv URL (abs, pdf, html, with or without
-# a version and .pdf), with an "arXiv:" prefix, or bare; case and surrounding spaces forgiven.
-_TYPED_ID_RE = re.compile(
-    r"(?:^|/|arxiv:\s*)(?P<arxiv_id>\d{4}\.\d{4,5}|(?P<archive>[a-z][a-z-]*)(?:\.(?P<subject>[a-z-]+))?/(?P<number>\d{7}))"
-    r"(?:v\d+)?(?:\.pdf)?/?$",
-    re.IGNORECASE,
-)
-
-
 # Characters XML 1.0 forbids: C0 controls but tab, LF and CR, and U+FFFE / U+FFFF (surrogates
 # cannot survive the UTF-8 decoding below). One of them in one abstract would make the whole
 # page "not well-formed" on every retry and every run.
@@ -126,80 +119,6 @@ def split_id(url_or_id: str) -> tuple[str, int | None]:
         raise ValueError(f"not an arXiv id: {url_or_id!r}")
     version = match.group("version")
     return match.group("arxiv_id"), int(version) if version else None
-
-
-def normalise_id(text: str | None) -> str | None:
-    """The bare arXiv id (no version) that `text` names, or `text` stripped when it names none.
-
-    Accepts what people paste: `2604.14082v4`, `arXiv:2604.14082`, `https://arxiv.org/abs/2604.14082v4`,
-    `arxiv.org/pdf/2604.14082v2.pdf`, `cond-mat/0102536v1`, `math.gt/0309136`. Text that is no
-    id comes back stripped, so a lookup with it finds nothing rather than something else.
-    """
-    if text is None:
-        return None
-    text = str(text).strip()
-    match = _TYPED_ID_RE.search(text.split("?")[0].split("#")[0])
-    if not match:
-        return text
-    if match.group("number") is None:
-        return match.group("arxiv_id")
-    archive, subject = match.group("archive").lower(), match.group("subject")
-    if subject is None:
-        return f"{archive}/{match.group('number')}"
-    # arXiv writes two-letter subject classes upper case (math.GT), longer ones lower (chem-ph).
-    subject = subject.upper() if len(subject) == 2 else subject.lower()
-    return f"{archive}.{subject}/{match.group('number')}"
-
-
-# Name suffixes that are not a surname: "John Smith Jr." is found by "Smith".
-_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
-
-
-def author_key(name: str | None) -> str:
-    """An author name as lookups compare it: case-folded, accents stripped, punctuation as spaces,
-    "Surname, Given" turned to "Given Surname", suffixes (Jr.) dropped; "" for no name.
-
-    `author_key("Kedar  HIPPALGAONKAR") == author_key("Hippalgaonkar, Kedar") == "kedar hippalgaonkar"`.
-    """
-    if not name:
-        return ""
-    name = str(name)
-    if name.count(",") == 1:
-        surname, given = name.split(",")
-        if given.strip().rstrip(".").lower() not in _NAME_SUFFIXES:
-            name = f"{given} {surname}"
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
-    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
-    words = [word.strip("-'") for word in re.split(r"[^\w'-]+", plain)]
-    words = [word for word in words if word]
-    while len(words) > 1 and words[-1] in _NAME_SUFFIXES:
-        words.pop()
-    return " ".join(words)
-
-
-def author_surname_key(name: str | None) -> str:
-    """The last word of `author_key(name)`: what a lookup by surname compares."""
-    return author_key(name).rpartition(" ")[2]
-
-
-def author_matches(name: str | None, query: str | None) -> bool:
-    """Whether the author `name` is one the lookup `query` asks for.
-
-    The surnames must agree (`author_surname_key`); when the query gives more than a surname,
-    its first given name must agree with the author's, an initial standing for any name with
-    that first letter ("K. Hippalgaonkar", "kedar hippalgaonkar").
-    """
-    name_words, query_words = author_key(name).split(), author_key(query).split()
-    if not name_words or not query_words or name_words[-1] != query_words[-1]:
-        return False
-    if len(query_words) == 1:
-        return True
-    if len(name_words) == 1:
-        return False
-    wanted, given = query_words[0], name_words[0]
-    if len(wanted) == 1 or len(given) == 1:
-        return wanted[0] == given[0]
-    return wanted == given
 
 
 def split_categories(terms) -> tuple[list[str], list[str]]:

@@ -22,7 +22,8 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from . import __version__
-from .parse import author_key, author_surname_key, split_categories
+from .lookups import author_key, author_surname_key
+from .parse import split_categories
 
 SCHEMA_VERSION = 6
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -413,7 +414,7 @@ def _schema_v6_lookups(db: sqlite_utils.Database) -> None:
     """Forgiving lookups (issue 12): authors by any case or by surname, arXiv categories apart
     from MSC/ACM class codes.
 
-    paper_authors gains `name_key` and `surname_key` (harvest.parse.author_key), the latter
+    paper_authors gains `name_key` and `surname_key` (harvest.lookups.author_key), the latter
     indexed, so by_author finds "hippalgaonkar" or "K. Hippalgaonkar" from one index.
     papers and versions gain `classifications`, the MSC/ACM codes arXiv serves among the
     categories; a paper's codes move there from `categories` and paper_categories (so
@@ -421,8 +422,6 @@ def _schema_v6_lookups(db: sqlite_utils.Database) -> None:
     stored keep their categories as first seen (the history is append-only); theirs is null.
     Safe to run again.
     """
-    from .parse import author_key, author_surname_key, split_categories
-
     if "name_key" not in db["paper_authors"].columns_dict:
         db["paper_authors"].add_column("name_key", str)
     if "surname_key" not in db["paper_authors"].columns_dict:

@@ -4,7 +4,7 @@
   indexes stay in use): `arxiv_id(text)`, the bare id of `2604.14082v4`, `arXiv:2604.14082` or
   `https://arxiv.org/abs/2604.14082v4`; `author_key(name)` and `author_surname_key(name)`, the
   keys paper_authors stores; `author_matches(name, query)`, whether an author is the one asked for.
-  All come from `harvest.parse`, the code the harvester stores the keys with.
+  All come from `harvest.lookups`, the code the harvester stores the keys with.
 - A paper's page at its plain id: `/ai4mat/papers/2604.27810` (Datasette wants `2604~2E27810`),
   `/ai4mat/papers/cond-mat/0102536`, versioned ids, `arXiv:` prefixes and pasted abs/pdf URLs
   redirect (302) to the paper's row page; an id that is not in the dataset keeps its 404.
@@ -12,10 +12,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from datasette import hookimpl
 from datasette.utils import tilde_decode, tilde_encode
 
-from harvest.parse import ID_RE, author_key, author_matches, author_surname_key, normalise_id
+try:
+    from harvest import lookups
+except ImportError:
+    # The published image installs Datasette and the plugins' pins, not ai4mat:
+    # scripts/publish.sh ships harvest/lookups.py (standard library only) beside this file.
+    _spec = importlib.util.spec_from_file_location("ai4mat_lookup_rules", Path(__file__).with_name("ai4mat_lookup_rules.py"))
+    lookups = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(lookups)
 
 TABLE = "papers"
 # Row formats a redirect keeps: /ai4mat/papers/2604.27810.json -> /ai4mat/papers/2604~2E27810.json
@@ -24,10 +34,10 @@ FORMATS = (".json",)
 
 @hookimpl
 def prepare_connection(conn):
-    conn.create_function("arxiv_id", 1, normalise_id, deterministic=True)
-    conn.create_function("author_key", 1, author_key, deterministic=True)
-    conn.create_function("author_surname_key", 1, author_surname_key, deterministic=True)
-    conn.create_function("author_matches", 2, author_matches, deterministic=True)
+    conn.create_function("arxiv_id", 1, lookups.normalise_id, deterministic=True)
+    conn.create_function("author_key", 1, lookups.author_key, deterministic=True)
+    conn.create_function("author_surname_key", 1, lookups.author_surname_key, deterministic=True)
+    conn.create_function("author_matches", 2, lookups.author_matches, deterministic=True)
 
 
 def paper_id_in_path(datasette, path: str) -> tuple[str, str, str] | None:
@@ -42,8 +52,8 @@ def paper_id_in_path(datasette, path: str) -> tuple[str, str, str] | None:
     written = path[len(prefix):]
     suffix = next((ending for ending in FORMATS if written.lower().endswith(ending)), "")
     written = written[: len(written) - len(suffix)] if suffix else written
-    arxiv_id = normalise_id(tilde_decode(written))
-    if not ID_RE.fullmatch(arxiv_id) or written == tilde_encode(arxiv_id):
+    arxiv_id = lookups.normalise_id(tilde_decode(written))
+    if not lookups.BARE_ID_RE.fullmatch(arxiv_id) or written == tilde_encode(arxiv_id):
         return None  # not an id, or the row URL itself (Datasette serves it)
     return name, arxiv_id, suffix
 

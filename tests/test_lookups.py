@@ -395,3 +395,25 @@ def test_a_stray_quote_searches_the_words_not_fts5_syntax(served, text, count):
     status, location, _ = raw_get(served, "/ai4mat/papers?" + urllib.parse.urlencode({"_search": text}))
     assert (status, location) == (302, "/ai4mat/search?" + urllib.parse.urlencode({"q": text}))
     assert raw_get(served, location)[0] == 200
+
+
+def test_the_plugin_works_where_ai4mat_is_not_installed(tmp_path):
+    """As in the published image: the plugin and harvest/lookups.py beside it, no harvest package."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(PLUGINS_DIR / "ai4mat_lookups.py", tmp_path / "ai4mat_lookups.py")
+    shutil.copy(PLUGINS_DIR.parent / "harvest" / "lookups.py", tmp_path / "ai4mat_lookup_rules.py")
+    script = f"""
+import importlib.util, sqlite3, sys
+sys.modules["harvest"] = None  # import harvest fails, as where it is not installed
+spec = importlib.util.spec_from_file_location("plugin", {str(tmp_path / "ai4mat_lookups.py")!r})
+plugin = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(plugin)
+conn = sqlite3.connect(":memory:")
+plugin.prepare_connection(conn)
+print(conn.execute("select arxiv_id('https://arxiv.org/abs/2604.14082v4'), author_surname_key('K. Hippalgaonkar')").fetchone())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "('2604.14082', 'hippalgaonkar')\n", "")
