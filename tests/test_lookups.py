@@ -417,3 +417,11 @@ print(conn.execute("select arxiv_id('https://arxiv.org/abs/2604.14082v4'), autho
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "('2604.14082', 'hippalgaonkar')\n", "")
+
+
+def test_fts5_syntax_in_raw_mode_says_what_was_wrong(served):
+    status, result = table_search(served, '"', _searchmode="raw")
+    assert (status, result["error"]) == (
+        400, '_search=": not a valid FTS5 query (unterminated string); without _searchmode=raw the words are searched as typed',
+    )
+    assert table_search(served, "diffus*", _searchmode="raw")[1]["filtered_table_rows_count"] == 184
