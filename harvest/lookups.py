@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # A bare arXiv id as stored: YYMM.NNNN(N), or old-style archive[.SC]/YYMMNNN.
 BARE_ID_RE = re.compile(r"\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Za-z-]+)?/\d{7}")
@@ -49,6 +50,8 @@ def normalise_id(text: str | None) -> str | None:
 _NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 
 
+# Cached: a lookup compares one query with every author of a surname, and names repeat.
+@lru_cache(maxsize=100_000)
 def author_key(name: str | None) -> str:
     """An author name as lookups compare it: case-folded, accents stripped, punctuation as spaces,
     "Surname, Given" turned to "Given Surname", suffixes (Jr.) dropped; "" for no name.

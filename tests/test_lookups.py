@@ -211,7 +211,7 @@ def test_lookups_read_indexes_not_every_row(tmp_path):
     queries = load_metadata()["databases"]["ai4mat"]["queries"]
     conn = lookup_connection(path)
     author_plan = query_plan(conn, queries["by_author"]["sql"], {"name": "K. Hippalgaonkar"})
-    assert "SEARCH paper_authors USING INDEX paper_authors_surname_key (surname_key=?)" in author_plan
+    assert "SEARCH paper_authors USING COVERING INDEX paper_authors_surname_key (surname_key=?)" in author_plan
     assert "SCAN paper_authors" not in author_plan and "SCAN p" not in author_plan
     history_plan = query_plan(conn, queries["paper_history"]["sql"], {"arxiv_id": "2604.14082v4"})
     assert "SEARCH v USING INDEX sqlite_autoindex_versions_1 (arxiv_id=?)" in history_plan
