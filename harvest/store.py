@@ -23,17 +23,21 @@ import sqlite_utils
 
 from . import __version__
 from .cycle import cycle_of
+from .lookups import author_key, author_surname_key
+from .parse import split_categories
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
 
 # Columns a version row copies from the paper as served.
-VERSION_COLUMNS = ("updated", "title", "summary", "authors", "categories", "comment", "journal_ref", "doi")
+VERSION_COLUMNS = (
+    "updated", "title", "summary", "authors", "categories", "comment", "journal_ref", "doi", "classifications",
+)
 PAPER_COLUMNS = (
     "version", "title", "summary", "authors", "primary_category", "categories", "published",
-    "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
+    "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "classifications",
 )
 
 
@@ -519,10 +523,75 @@ def _schema_v7_announcement_cycle(db: sqlite_utils.Database) -> None:
     # No index: runs holds one row per run (a few a day), and the queries read it whole.
 
 
+def _schema_v8_lookups(db: sqlite_utils.Database) -> None:
+    """Forgiving lookups (issue 12): authors by any case or by surname, arXiv categories apart
+    from MSC/ACM class codes.
+
+    paper_authors gains `name_key` and `surname_key` (harvest.lookups.author_key), the latter
+    indexed, so by_author finds "hippalgaonkar" or "K. Hippalgaonkar" from one index.
+    papers and versions gain `classifications`, the MSC/ACM codes arXiv serves among the
+    categories; a paper's codes move there from `categories` and paper_categories (so
+    category_counts, kept by its triggers, counts arXiv categories only). Versions already
+    stored keep their categories as first seen (the history is append-only); theirs is null.
+    Safe to run again.
+    """
+    authors = db.execute("SELECT count(*) FROM paper_authors WHERE 1").fetchone()[0]
+    if authors > 100_000:
+        logging.getLogger(__name__).warning(
+            "schema 8: keying %s author names for lookups, once (13 s for 460,000 measured)", f"{authors:,}"
+        )
+    if "name_key" not in db["paper_authors"].columns_dict:
+        db["paper_authors"].add_column("name_key", str)
+    if "surname_key" not in db["paper_authors"].columns_dict:
+        db["paper_authors"].add_column("surname_key", str)
+    db.conn.create_function("ai4mat_author_key", 1, author_key, deterministic=True)
+    db.conn.create_function("ai4mat_surname_key", 1, author_surname_key, deterministic=True)
+    db.execute(
+        "UPDATE paper_authors SET name_key = ai4mat_author_key(name), surname_key = ai4mat_surname_key(name) "
+        "WHERE name_key IS NULL OR surname_key IS NULL"
+    )
+    # Covering: by_author checks each author of a surname by name and groups by paper without
+    # reading the table (half the time for a common surname, benchmarks/RESULTS.md section 8).
+    db.execute("CREATE INDEX IF NOT EXISTS paper_authors_surname_key ON paper_authors (surname_key, name, arxiv_id)")
+    # A default, not an UPDATE: existing rows read '[]' without a million rows rewritten.
+    if "classifications" not in db["papers"].columns_dict:
+        db.execute("ALTER TABLE papers ADD COLUMN classifications TEXT DEFAULT '[]'")
+    if "classifications" not in db["versions"].columns_dict:
+        db.execute("ALTER TABLE versions ADD COLUMN classifications TEXT")
+    mixed = []
+    for arxiv_id, categories_json, classifications_json, updated in db.execute(
+        "SELECT arxiv_id, categories, classifications, updated FROM papers"
+    ):
+        try:
+            served = json.loads(categories_json or "[]")
+        except ValueError:
+            continue
+        categories, classifications = split_categories(served)
+        if classifications:
+            kept = json.loads(classifications_json or "[]")
+            mixed.append((arxiv_id, categories, kept + [code for code in classifications if code not in kept], updated))
+    for arxiv_id, categories, classifications, updated in mixed:
+        db.execute(
+            "UPDATE papers SET categories = ?, classifications = ? WHERE arxiv_id = ?",
+            [json.dumps(categories, ensure_ascii=False), json.dumps(classifications, ensure_ascii=False), arxiv_id],
+        )
+    # Their paper_categories rows again, as `_replace_facets` writes them; the count triggers
+    # take the codes out of category_counts.
+    db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", [(arxiv_id,) for arxiv_id, *_ in mixed])
+    db.conn.executemany(
+        "INSERT INTO paper_categories (arxiv_id, position, category, updated) VALUES (?, ?, ?, ?)",
+        [
+            (arxiv_id, position, category, updated)
+            for arxiv_id, categories, _, updated in mixed for position, category in enumerate(categories)
+            if category not in categories[:position]
+        ],
+    )
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
 MIGRATIONS = [
     _schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts,
-    _schema_v6_trend_counts, _schema_v7_announcement_cycle,
+    _schema_v6_trend_counts, _schema_v7_announcement_cycle, _schema_v8_lookups,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -644,6 +713,7 @@ def _as_row(paper: dict) -> dict:
     row = {column: paper.get(column) for column in PAPER_COLUMNS}
     row["authors"] = json.dumps(paper["authors"], ensure_ascii=False)
     row["categories"] = json.dumps(paper["categories"], ensure_ascii=False)
+    row["classifications"] = json.dumps(paper.get("classifications") or [], ensure_ascii=False)
     return row
 
 
@@ -654,8 +724,11 @@ def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
     db.conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", ids)
     db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", ids)
     db.conn.executemany(
-        "INSERT INTO paper_authors (arxiv_id, position, name) VALUES (?, ?, ?)",
-        [(paper["arxiv_id"], position, name) for paper in papers for position, name in enumerate(paper["authors"])],
+        "INSERT INTO paper_authors (arxiv_id, position, name, name_key, surname_key) VALUES (?, ?, ?, ?, ?)",
+        [
+            (paper["arxiv_id"], position, name, author_key(name), author_surname_key(name))
+            for paper in papers for position, name in enumerate(paper["authors"])
+        ],
     )
     db.conn.executemany(
         "INSERT INTO paper_categories (arxiv_id, position, category, updated) VALUES (?, ?, ?, ?)",
@@ -681,6 +754,16 @@ def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
     )
 
 
+def _arxiv_categories_apart(paper: dict) -> dict:
+    """`paper` with any MSC/ACM codes among its categories moved to its classifications
+    (the parser already splits them; records from elsewhere may not)."""
+    categories, classifications = split_categories(paper.get("categories") or [])
+    if not classifications:
+        return paper
+    kept = list(paper.get("classifications") or [])
+    return {**paper, "categories": categories, "classifications": kept + [c for c in classifications if c not in kept]}
+
+
 def unique_versions(papers: Iterable[dict]) -> list[dict]:
     """Drop repeats of the same (arxiv_id, version), which paging can serve twice; keep the first."""
     seen: set[tuple[str, int]] = set()
@@ -704,7 +787,7 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], 
     default the packaged one), so the derived tables never lag `papers`.
     Runs inside the caller's transaction; it does not commit.
     """
-    papers = unique_versions(papers)
+    papers = [_arxiv_categories_apart(paper) for paper in unique_versions(papers)]
     # Highest version first, so a paper served at two versions in one run ends at the newest.
     papers.sort(key=lambda paper: -paper["version"])
     counts = RunCounts(fetched=len({paper["arxiv_id"] for paper in papers}))

@@ -45,10 +45,17 @@ while read -r pin; do
   install+=(--install "$pin")
 done <<< "$pins"
 
-exec datasette publish fly "$db" \
+# The image does not install ai4mat: the lookup rules the plugins share with the harvester
+# (harvest/lookups.py, standard library only) go beside the plugins.
+plugins="$(mktemp -d)"
+trap 'rm -rf "$plugins"' EXIT
+cp -R "$site/plugins/." "$plugins/"
+cp "$("$python" -c 'import harvest.lookups as rules; print(rules.__file__)')" "$plugins/ai4mat_lookup_rules.py"
+
+datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \
   --metadata "$site/metadata.yml" \
-  --plugins-dir "$site/plugins" \
+  --plugins-dir "$plugins" \
   --template-dir "$site/templates" \
   "${install[@]}" \
   --extra-options "$("$python" -m harvest.serve) --setting force_https_urls on" \

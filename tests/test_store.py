@@ -25,11 +25,11 @@ def test_new_file_gets_the_public_schema(db_path):
     ]
     assert table_columns(db_path, "papers") == [
         "arxiv_id", "version", "title", "summary", "authors", "primary_category", "categories", "published",
-        "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "first_run", "last_run",
+        "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "first_run", "last_run", "classifications",
     ]
     assert table_columns(db_path, "versions") == [
         "arxiv_id", "version", "run_id", "updated", "title", "summary", "authors", "categories", "comment",
-        "journal_ref", "doi",
+        "journal_ref", "doi", "classifications",
     ]
     db = sqlite_utils.Database(db_path)
     assert db["papers"].detect_fts() == "papers_fts"
