@@ -2,7 +2,9 @@
 
 Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it imports only
 Datasette, the standard library and declared dependencies (wordllama and numpy, optional: without
-them search is lexical only).
+them search is lexical only). The tagging rules come from the file itself (`tag_vocabulary`), not
+from the harvest package, which the published site does not install; without that table, search
+ranks without tags.
 """
 
 from __future__ import annotations
