@@ -47,7 +47,7 @@ def latest_ok_run(db: sqlite_utils.Database) -> dict | None:
 def cycle_runs(db: sqlite_utils.Database, run: dict) -> list[int]:
     """The successful daily harvests of `run`'s announcement cycle (harvest/cycle.py), `run` included.
 
-    A run with no recorded cycle (written by other tools, or a file from before schema 6 read
+    A run with no recorded cycle (written by other tools, or a file from before schema 7 read
     as it is) is a cycle of its own.
     """
     if "cycle" not in run:

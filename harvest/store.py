@@ -26,7 +26,7 @@ from .cycle import cycle_of
 from .lookups import author_key, author_surname_key
 from .parse import split_categories
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -588,10 +588,24 @@ def _schema_v8_lookups(db: sqlite_utils.Database) -> None:
     )
 
 
+def _schema_v9_tag_vocabulary(db: sqlite_utils.Database) -> None:
+    """tag_vocabulary: the tagging rules inside the file, for search to tag queries with.
+
+    Filled with the packaged vocabulary; `ai4mat enrich` with a user's vocabulary replaces it.
+    Safe to run on a file that already has the table.
+    """
+    from .enrich import create_tag_vocabulary, store_vocabulary
+    from .enrich.tags import default_vocabulary
+
+    create_tag_vocabulary(db)
+    if not db.execute("SELECT 1 FROM tag_vocabulary LIMIT 1").fetchone():
+        store_vocabulary(db, default_vocabulary())
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
 MIGRATIONS = [
     _schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts,
-    _schema_v6_trend_counts, _schema_v7_announcement_cycle, _schema_v8_lookups,
+    _schema_v6_trend_counts, _schema_v7_announcement_cycle, _schema_v8_lookups, _schema_v9_tag_vocabulary,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -2,7 +2,9 @@
 
 Loaded with `datasette --plugins-dir plugins` (also by `datasette publish`), so it imports only
 Datasette, the standard library and declared dependencies (wordllama and numpy, optional: without
-them search is lexical only).
+them search is lexical only). The tagging rules come from the file itself (`tag_vocabulary`), not
+from the harvest package, which the published site does not install; without that table, search
+ranks without tags.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ LEXICAL_WEIGHT = 0.7
 PRF_WEIGHT = 0.5
 PRF_ROUNDS = 1
 PLAIN_WEIGHT = 0.5
+# Papers carrying the tags the query names (the tagging vocabulary's rules, run on the query as on
+# a title) gain up to TAG_WEIGHT / (RRF_K + 1): all of the query's tags are worth one more voter,
+# as strong as the meaning's, ranking the paper first.
+TAG_WEIGHT = 1.0
+# A description in the user's own words spreads bm25 over many words, each matching on its own;
+# the embedding reads it whole, so from LONG_QUERY words on, meaning counts more.
+LONG_QUERY = 5
+LONG_DENSE_WEIGHT = 1.5
 BIGRAMS = True
 SNIPPET_TOKENS = 24
 
@@ -269,6 +279,7 @@ class Searcher:
         self.papers = None
         self.has_embeddings = None
         self.plans: dict[str, dict] = {}
+        self.rules: list[tuple[str, re.Pattern]] | None = None
 
     def count(self, expression: str) -> int:
         if expression not in self.document_frequency:
@@ -375,6 +386,7 @@ class Searcher:
         # The words as typed rank on their own too, so a synonym never outweighs them.
         plain = self.lexical(plan["plain"]) if plan["plain"] != plan["match"] else hits
         ranked = self.rerank(plan["text"], hits, plain)
+        ranked = self.favour_tags(plan["text"], ranked)
         return json.dumps([[rowid, round(score, 6)] for rowid, score in ranked[:SHOWN]])
 
     def rerank(self, text: str, hits: list[tuple[int, float]], plain: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -400,14 +412,49 @@ class Searcher:
                 matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
                 query = np.asarray(model.embed([text], norm=True), dtype=np.float32)[0]
                 query /= max(float(np.linalg.norm(query)), 1e-9)
+                words = [word for word in _words(text) if word not in STOP_WORDS and word not in FILLER_WORDS]
+                weight = LONG_DENSE_WEIGHT if len(words) >= LONG_QUERY else 1.0
                 for _ in range(PRF_ROUNDS):
                     order = sorted(range(len(have)), key=lambda i: -fused[have[i]])[:PRF_DOCS]
                     feedback = matrix[order].mean(axis=0)
                     vector = query + PRF_WEIGHT * feedback / max(float(np.linalg.norm(feedback)), 1e-9)
                     similarity = matrix @ vector
-                    dense = {have[index]: 1 / (RRF_K + rank) for rank, index in enumerate(np.argsort(-similarity), 1)}
+                    dense = {have[index]: weight / (RRF_K + rank) for rank, index in enumerate(np.argsort(-similarity), 1)}
                     fused = {rowid: score + dense.get(rowid, 0) for rowid, score in lexical.items()}
         return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
+
+    def query_tags(self, text: str) -> list[str]:
+        """The tags whose vocabulary rules match the query's words (as a paper's title would)."""
+        if self.rules is None:
+            self.rules = []
+            if self.conn.execute("select 1 from sqlite_master where type = 'table' and name = 'tag_vocabulary'").fetchone():
+                for tag, pattern in self.conn.execute("select tag, pattern from tag_vocabulary order by rowid"):
+                    try:
+                        self.rules.append((tag, re.compile(pattern)))
+                    except re.error:  # a rule this Python cannot compile only loses its boost
+                        continue
+        words = text.replace("*", "")
+        return list(dict.fromkeys(tag for tag, pattern in self.rules if pattern.search(words)))
+
+    def favour_tags(self, text: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """`ranked` with each paper raised by the share of the query's tags it carries.
+
+        One indexed look-up per candidate (papers by rowid, paper_tags by its key): the cost does
+        not grow with the number of papers.
+        """
+        tags = self.query_tags(text) if len(ranked) > 1 else []
+        if not tags:
+            return ranked
+        rowids = [rowid for rowid, _ in ranked]
+        carried = dict(self.conn.execute(
+            f"select p.rowid, count(distinct t.tag) from papers p join paper_tags t on t.arxiv_id = p.arxiv_id "
+            # +t.tag: never read a tag's papers from its index (a common tag is 30% of them).
+            f"where p.rowid in ({','.join('?' * len(rowids))}) and +t.tag in ({','.join('?' * len(tags))}) group by p.rowid",
+            rowids + tags,
+        ).fetchall())
+        bonus = TAG_WEIGHT / (RRF_K + 1) / len(tags)
+        favoured = [(rowid, score + bonus * carried.get(rowid, 0)) for rowid, score in ranked]
+        return sorted(favoured, key=lambda item: (-item[1], -item[0]))
 
     def snippet(self, text: str | None, q: str | None) -> str | None:
         """The abstract around the query's words (SNIPPET_TOKENS words), each match between **.

@@ -115,6 +115,9 @@ def test_a_schema_1_file_is_migrated_in_place_with_every_paper_enriched_once(db_
         assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
         assert enrichment(db)["paper_tags"] == MOF_ROWS["paper_tags"]
         assert len(enrichment(db)["paper_enrichment"]) == 2
+        assert db.execute("SELECT count(*), min(vocabulary_version), max(vocabulary_version) FROM tag_vocabulary").fetchone() == (
+            55, VOCABULARY, VOCABULARY,
+        )
     migrated = dump(db_path, ("papers", *ENRICH_TABLES))
     # Schema 6 adds classifications (last, empty for these papers); the rest is untouched.
     assert [row[:-1] for row in migrated["papers"]] == before
@@ -155,6 +158,11 @@ def test_enrich_applies_a_user_vocabulary_from_the_config(db_path, config_path, 
             ("carbon capture", f"{VOCABULARY}+lab-1"),
         ]
         assert enrichment(db)["paper_enrichment"] == [("2611.00001", 1, f"{VOCABULARY}+lab-1", 0)]
+        # The rules travel in the file for search to tag queries with: the packaged tags and the lab's.
+        rules = db.execute("SELECT kind, tag, vocabulary_version FROM tag_vocabulary ORDER BY rowid").fetchall()
+        assert (len(rules), rules[0], rules[-1]) == (
+            56, ("material", "perovskite", f"{VOCABULARY}+lab-1"), ("task", "carbon capture", f"{VOCABULARY}+lab-1"),
+        )
 
 
 @pytest.mark.parametrize("content, message", [
@@ -191,3 +199,16 @@ def test_enrich_all_rolls_back_with_the_callers_transaction():
             enrich_all(db)
             db.execute("INSERT INTO paper_enrichment (arxiv_id, version, vocabulary_version) VALUES ('2611.00001', 1, 'x')")
     assert enrichment(db) == before
+
+
+def test_a_file_before_the_tag_vocabulary_gains_the_one_search_uses(db_path):
+    with writing(db_path) as db:
+        saved(db, [MOF_PAPER])
+        db.execute("DROP TABLE tag_vocabulary")
+        db.execute(f"PRAGMA user_version = {store.MIGRATIONS.index(store._schema_v9_tag_vocabulary)}")
+    with writing(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+        assert db.execute("SELECT kind, tag, vocabulary_version FROM tag_vocabulary WHERE tag = 'MOF'").fetchall() == [
+            ("material", "MOF", VOCABULARY),
+        ]
+        assert db.execute("SELECT count(*) FROM tag_vocabulary").fetchone() == (55,)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,38 @@ async def test_a_long_description_is_never_empty(real_db):
     # Requiring every word found nothing for this; any word may match now.
     rows = await search(real_db, "transfer learning to predict how fast ions hop in solid electrolytes")
     assert len(rows) == 50
-    assert rows[0]["arxiv_id"] == "2508.05598"  # Lithium-ion transport in a solid-state electrolyte via deep learning MD
+    # A dataset of measured ionic conductivities of solid electrolytes, then Li-ion transport in a
+    # solid-state electrolyte via deep-learning MD: a long description leans on meaning more.
+    assert [row["arxiv_id"] for row in rows[:2]] == ["2502.14234", "2508.05598"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "q, best",
+    [
+        # Tags "large language model" and "generative design": the papers about both come first,
+        # also those that write neither "text" nor "tokens" (MatLLMSearch, CrystalICL).
+        (
+            "LLMs that write crystal structures as text tokens to generate new inorganic materials",
+            ["2307.04340", "2509.07150", "2502.20933", "2508.20143"],
+        ),
+        # Tags "alloy" and "Bayesian optimization": the one paper carrying both is first.
+        ("Bayesian optimisation to find alloys with better properties", ["2509.05702", "2502.14912", "2406.17457"]),
+    ],
+)
+async def test_papers_carrying_the_tags_a_query_names_rank_higher(real_db, q, best):
+    rows = await search(real_db, q)
+    assert [row["arxiv_id"] for row in rows[: len(best)]] == best
+
+
+@pytest.mark.asyncio
+async def test_a_file_without_the_tag_vocabulary_ranks_without_tags(real_db, tmp_path):
+    older = tmp_path / "ai4mat.db"
+    shutil.copy(real_db, older)
+    with sqlite3.connect(older) as conn:
+        conn.execute("DROP TABLE tag_vocabulary")
+    rows = await search(older, "Bayesian optimisation to find alloys with better properties")
+    assert [row["arxiv_id"] for row in rows[:3]] == ["2509.13479", "2509.05702", "2502.14912"]
 
 
 # ---------------------------------------------------------------- related papers

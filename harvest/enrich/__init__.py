@@ -2,7 +2,8 @@
 
 `enrich_paper` is pure (a paper's text in, rows out); `enrich_papers` replaces the rows of some
 papers in paper_links, paper_elements, paper_formulas, paper_tags and paper_enrichment, inside
-the caller's transaction. Everything here is recomputable from `papers` alone.
+the caller's transaction, and keeps `tag_vocabulary` (the rules that made the tags, which search
+matches queries with) at the vocabulary used. Everything here is recomputable from `papers` alone.
 """
 
 from __future__ import annotations
@@ -71,6 +72,31 @@ def store_rows(db: sqlite_utils.Database, arxiv_ids: list[str], rows: Iterable[E
     db.conn.executemany(_INSERTS["paper_enrichment"], [paper.enrichment for paper in rows])
 
 
+def store_vocabulary(db: sqlite_utils.Database, vocabulary: Vocabulary) -> None:
+    """Keep `tag_vocabulary` at `vocabulary`: one row per tag with its combined pattern.
+
+    The site's search (plugins/ai4mat_search.py) tags a query with these rules to favour papers
+    carrying the same tags; the published file is all it has, so the rules travel inside it.
+    Rewritten only when the stored version differs; inside the caller's transaction.
+    """
+    create_tag_vocabulary(db)
+    stored = db.execute("SELECT DISTINCT vocabulary_version FROM tag_vocabulary").fetchall()
+    if stored == [(vocabulary.version,)]:
+        return
+    db.execute("DELETE FROM tag_vocabulary")
+    db.conn.executemany(
+        "INSERT INTO tag_vocabulary (kind, tag, pattern, vocabulary_version) VALUES (?, ?, ?, ?)",
+        [(rule.kind, rule.tag, rule.pattern, vocabulary.version) for rule in vocabulary.rules],
+    )
+
+
+def create_tag_vocabulary(db: sqlite_utils.Database) -> None:
+    db["tag_vocabulary"].create(
+        {"kind": str, "tag": str, "pattern": str, "vocabulary_version": str},
+        pk=("kind", "tag"), not_null={"pattern", "vocabulary_version"}, if_not_exists=True,
+    )
+
+
 def _paper_texts(db: sqlite_utils.Database, arxiv_ids: list[str]) -> Iterator[tuple]:
     for start in range(0, len(arxiv_ids), 500):
         chunk = arxiv_ids[start : start + 500]
@@ -90,6 +116,7 @@ def enrich_papers(db: sqlite_utils.Database, arxiv_ids: Iterable[str], vocabular
     arxiv_ids = sorted(set(arxiv_ids))
     rows = [enrich_paper(*text[:5], vocabulary, text[5]) for text in _paper_texts(db, arxiv_ids)]
     store_rows(db, arxiv_ids, rows)
+    store_vocabulary(db, vocabulary)
     return len(rows)
 
 
@@ -128,6 +155,7 @@ def enrich_all(db: sqlite_utils.Database, vocabulary: Vocabulary | None = None, 
     vocabulary = vocabulary or default_vocabulary()
     for table in ENRICH_TABLES:
         db.conn.execute(f"DELETE FROM {table}")
+    store_vocabulary(db, vocabulary)
     total = 0
 
     def store(batch: list[EnrichedRows]) -> None:
