@@ -6,6 +6,7 @@ The schema of `runs`, `papers` and `versions` is the dataset's public API: add, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import json
@@ -404,6 +405,36 @@ END""",
 END""",
 }
 
+def _count_tag_years(db: sqlite_utils.Database) -> None:
+    db.execute(
+        f"INSERT INTO tag_year_counts (year, kind, tag, papers) "
+        f"SELECT {id_year_sql('arxiv_id')}, kind, tag, count(*) FROM paper_tags GROUP BY 1, 2, 3"
+    )
+
+
+@contextlib.contextmanager
+def tag_year_counts_recounted(db: sqlite_utils.Database) -> Iterator[None]:
+    """For a rewrite of every paper's tags (`enrich_all`): inside, paper_tags is written without
+    its count triggers; after, tag_year_counts is counted again in one GROUP BY. The triggers
+    cost a third of a whole-file enrichment's time (100k papers: 176 s against 97 s).
+
+    All in one savepoint: if the block raises, the triggers come back with the rollback.
+    """
+    with db.atomic():
+        present = [
+            name for name in _TAG_YEAR_TRIGGERS
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", [name]).fetchone()
+        ]
+        for name in present:
+            db.execute(f"DROP TRIGGER {name}")
+        yield
+        if present:
+            db.execute("DELETE FROM tag_year_counts")
+            _count_tag_years(db)
+            for name in present:
+                db.execute(f"CREATE TRIGGER {name} {_TAG_YEAR_TRIGGERS[name]}")
+
+
 # Counts the site reads instead of counting a million rows per request; triggers keep them
 # exact through every write (a run, a migration, a test inserting by hand), a few rows per paper.
 _COUNT_TRIGGERS = {
@@ -492,10 +523,7 @@ def _schema_v6_trend_counts(db: sqlite_utils.Database) -> None:
         "INSERT INTO primary_month_counts (month, primary_category, papers) "
         "SELECT substr(published, 1, 7), primary_category, count(*) FROM papers GROUP BY 1, 2"
     )
-    db.execute(
-        f"INSERT INTO tag_year_counts (year, kind, tag, papers) "
-        f"SELECT {id_year_sql('arxiv_id')}, kind, tag, count(*) FROM paper_tags GROUP BY 1, 2, 3"
-    )
+    _count_tag_years(db)
     for name, body in {**_COUNT_TRIGGERS, **_TAG_YEAR_TRIGGERS}.items():
         if name.startswith(("primary_month_counts", "tag_year_counts")):
             db.execute(f"DROP TRIGGER IF EXISTS {name}")

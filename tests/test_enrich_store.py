@@ -212,3 +212,29 @@ def test_a_file_before_the_tag_vocabulary_gains_the_one_search_uses(db_path):
             ("material", "MOF", VOCABULARY),
         ]
         assert db.execute("SELECT count(*) FROM tag_vocabulary").fetchone() == (55,)
+
+
+TAG_YEAR_TRIGGERS = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tag_year_counts_%' ORDER BY name"
+TAG_YEARS = "SELECT year, kind, tag, papers FROM tag_year_counts ORDER BY 1, 2, 3"
+
+
+def test_enrich_all_recounts_tag_years_and_keeps_their_triggers():
+    db = saved(_memory_db(), [MOF_PAPER])
+    triggers, counted = db.execute(TAG_YEAR_TRIGGERS).fetchall(), db.execute(TAG_YEARS).fetchall()
+    assert len(triggers) == 3 and ("2026", "material", "MOF", 1) in counted
+    db.execute("UPDATE tag_year_counts SET papers = 99")  # wrong counts are recounted from paper_tags
+    with db.atomic():
+        enrich_all(db, workers=1)
+    assert db.execute(TAG_YEAR_TRIGGERS).fetchall() == triggers
+    assert db.execute(TAG_YEARS).fetchall() == counted
+    db.execute("DELETE FROM paper_tags")  # the triggers work again after
+    assert db.execute(TAG_YEARS).fetchall() == []
+
+
+def test_a_failed_enrich_all_keeps_the_tag_year_triggers():
+    db = saved(_memory_db(), [MOF_PAPER])
+    triggers = db.execute(TAG_YEAR_TRIGGERS).fetchall()
+    with pytest.raises(sqlite3.IntegrityError):
+        with db.atomic():
+            enrich_all(db, progress=lambda n: db.execute("INSERT INTO paper_tags (arxiv_id) VALUES (NULL)"))
+    assert db.execute(TAG_YEAR_TRIGGERS).fetchall() == triggers != []

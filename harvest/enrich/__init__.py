@@ -152,7 +152,13 @@ def enrich_all(db: sqlite_utils.Database, vocabulary: Vocabulary | None = None, 
     extraction over processes while this one reads and writes. `progress(n)` is called after
     each `n` papers stored. Returns the number of papers enriched.
     """
-    vocabulary = vocabulary or default_vocabulary()
+    from ..store import tag_year_counts_recounted
+
+    with tag_year_counts_recounted(db):
+        return _enrich_all(db, vocabulary or default_vocabulary(), workers, progress)
+
+
+def _enrich_all(db: sqlite_utils.Database, vocabulary: Vocabulary, workers: int, progress) -> int:
     for table in ENRICH_TABLES:
         db.conn.execute(f"DELETE FROM {table}")
     store_vocabulary(db, vocabulary)
