@@ -21,6 +21,7 @@ import re
 import urllib.parse
 
 from datasette import hookimpl
+from datasette.database import QueryInterrupted
 from datasette.utils import path_with_added_args, path_with_removed_args, tilde_encode, to_css_class
 from markupsafe import Markup
 
@@ -128,8 +129,9 @@ LINKS_SQL = (
 )
 
 
-async def page_details(db, ids: list[tuple[str, int | None]], named: str = "") -> dict[str, dict]:
-    """arxiv_id -> the details PAGE_DETAILS_SQL reads, for the papers of one page (and where `named` is among its authors)."""
+async def page_details(db, ids: list[tuple[str, int | None]], named: str = "") -> dict[str, dict] | None:
+    """arxiv_id -> the details PAGE_DETAILS_SQL reads, for the papers of one page (and where `named`
+    is among its authors); None when the request's SQL time ran out first."""
     if not ids:
         return {}
     tables = set(await db.table_names())
@@ -139,7 +141,12 @@ async def page_details(db, ids: list[tuple[str, int | None]], named: str = "") -
         tags=TAGS_SQL if "paper_tags" in tables else "'[]'",
         links=LINKS_SQL if "paper_links" in tables else "'[]'",
     )
-    result = await db.execute(sql, {"page": json.dumps([list(key) for key in ids]), "named": named})
+    try:
+        result = await db.execute(sql, {"page": json.dumps([list(key) for key in ids]), "named": named})
+    except QueryInterrupted:
+        # The query's own rows used up the request's time limit (they share one): the list
+        # is still shown, from the rows alone, rather than an error page.
+        return None
     return {row["arxiv_id"]: dict(row) for row in result.rows}
 
 
@@ -163,6 +170,8 @@ async def paper_list(datasette, database: str, query: str, request, rows) -> dic
     # On an author's page, that author is shown even when past the first names.
     named = (request.args.get("name") or "").strip() if query == "by_author" and request is not None else ""
     details = await page_details(db, ids, named)
+    complete = details is not None
+    details = details or {}
     papers = []
     for row in rows:
         arxiv_id = _value(row, "arxiv_id") or _value(row, "related_id")
@@ -225,7 +234,10 @@ async def paper_list(datasette, database: str, query: str, request, rows) -> dic
     subject = None
     if query == "related" and request is not None and (request.args.get("arxiv_id") or "").strip():
         subject_id = request.args["arxiv_id"].strip()
-        found = (await db.execute("select title from papers where arxiv_id = ?", [subject_id])).rows
+        try:
+            found = (await db.execute("select title from papers where arxiv_id = ?", [subject_id])).rows
+        except QueryInterrupted:
+            found = []
         if found:
             subject = {
                 "arxiv_id": subject_id, "title": " ".join((found[0]["title"] or subject_id).split()),
@@ -235,6 +247,7 @@ async def paper_list(datasette, database: str, query: str, request, rows) -> dic
     counted = first is not None and "category_papers" in first.keys()
     return {
         "papers": papers,
+        "complete": complete,
         "subject": subject,
         "next_href": _next_href(rows, request),
         "category": _value(first, "category") if counted else None,
