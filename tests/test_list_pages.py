@@ -272,7 +272,7 @@ async def test_freshness_notice_on_new_today_and_new_this_week(site_db):
         stand_in = Freshness(value)
         pm.register(stand_in, name="freshness-stand-in")
         try:
-            for path in ("/ai4mat/new_today", "/ai4mat/new_this_week", "/ai4mat/search?q=diffusion"):
+            for path in ("/ai4mat/new_today", "/ai4mat/new_this_week", "/ai4mat/new_today?_table=1", "/ai4mat/search?q=diffusion"):
                 page = (await ds.client.get(path)).text
                 notices = re.findall(r'<p class="freshness[^"]*"[^>]*>.*?</p>', page, re.S)
                 assert notices == ([expected] if expected and "search" not in path else []), (path, value)
@@ -394,7 +394,20 @@ def site_copy(root: Path, *, lists: bool) -> tuple[Path, Path]:
         shutil.copytree(PLUGINS_DIR, folder / "plugins", ignore=shutil.ignore_patterns("__pycache__", *(() if lists else ("ai4mat_lists.py",))))
         if lists:
             shutil.copytree(TEMPLATES_DIR, folder / "templates")
+            (folder / "plugins" / "freshness_stand_in.py").write_text(FRESHNESS_STAND_IN)
     return folder / "metadata.yml", folder / "plugins"
+
+
+# A stale harvest, on pages asked with ?_stale_stand_in=1 (last, over a real freshness plugin).
+FRESHNESS_STAND_IN = """
+from datasette import hookimpl
+
+@hookimpl(trylast=True)
+def extra_template_vars(request):
+    if request is not None and request.args.get("_stale_stand_in"):
+        return {"ai4mat_freshness": {"message": "The last successful harvest was 5 days ago.", "level": "warning", "stale": True}}
+    return {}
+"""
 
 
 def fetch(url: str) -> bytes:
@@ -484,6 +497,15 @@ def test_list_pages_in_chromium_at_desktop_and_phone_widths(datasets, tmp_path):
                 if suffix == ".json?":
                     ours, theirs = (re.sub(rb'"query_ms": [0-9.e-]+', b"", body) for body in (ours, theirs))
                 assert ours == theirs, (query, suffix)
+        # A stale harvest is said at the top of new today, in a box.
+        for width_name, (width, height) in WIDTHS.items():
+            check_page(browser, base.rstrip("/"), "/ai4mat/new_today?_stale_stand_in=1", width, height, ARTIFACTS / f"list-new_today-stale-{width_name}.png")
+            notice = json.loads(browser.evaluate(
+                "JSON.stringify((() => { const n = document.querySelector('p.freshness-warning'); const r = n.getBoundingClientRect();"
+                " return {text: n.textContent, top: r.top, width: r.width, border: getComputedStyle(n).borderTopWidth}; })())"
+            ))
+            assert notice["text"] == "The last successful harvest was 5 days ago."
+            assert notice["top"] < 200 and notice["width"] > width / 2 and notice["border"] == "2px", notice
         # The papers table: lists as lists, the first paper on the first screen.
         for width_name, (width, height) in WIDTHS.items():
             _, layout = check_page(browser, base.rstrip("/"), "/ai4mat/papers", width, height, ARTIFACTS / f"papers-{width_name}.png")
