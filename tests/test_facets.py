@@ -81,7 +81,8 @@ async def test_a_value_link_on_the_papers_page_opens_the_category_query(site_db)
         assert all(row["next_page"] is None for row in rows)
         html = await ds.client.get(parts.path + "?" + parts.query)
         assert html.status_code == 200
-        assert f'<td class="col-category_papers">{len(expected)}</td>' in html.text
+        count = len(expected)
+        assert f'<p class="list-count">{count} paper{"" if count == 1 else "s"} of {count} in {category}</p>' in html.text
 
 
 async def test_on_a_filtered_page_a_value_link_opens_the_category_query_too(site_db):

@@ -17,8 +17,9 @@ from .cycles import one_run_per_cycle
 from .fake_arxiv import make_paper
 from .site_data import serving
 
-ARXIV_ID_CELL = re.compile(r'<td class="col-arxiv_id">(?:<a [^>]*>)?([^<]+)')
-NEXT_PAGE = re.compile(r'<p class="next-page"><a href="([^"]+)">next page</a></p>')
+# The page as a list of papers (templates/_ai4mat_paper_list.html), one <li> per paper.
+ARXIV_ID_CELL = re.compile(r'<li class="paper" data-arxiv-id="([^"]+)">')
+NEXT_PAGE = re.compile(r'<p class="next-page"><a href="([^"]+)" rel="next">Next page →</a></p>')
 
 
 def paper(n: int) -> dict:

@@ -207,7 +207,7 @@ def chromium(binary: str, tmp_path: Path, *args: str) -> str:
     [
         ("", ["<h1>ArXiv Daily – AI4MAT</h1>", '<a href="/ai4mat/new_today">New today</a>', 'id="search-all-q"']),
         ("ai4mat/new_today", ["Graph networks screen perovskite catalysts at scale", 'Crystal &lt;b&gt;diffusion&lt;/b&gt;',
-                              '<a href="/ai4mat/papers/2611~2E00004">2611.00004</a>']),
+                              '<a href="/ai4mat/papers/2611~2E00004">Crystal &lt;b&gt;diffusion&lt;/b&gt; &amp; "quoted" alloys</a>']),
         # What the home page's search box submits.
         ("-/search?q=perovskite", ["Graph networks screen perovskite catalysts at scale"]),
     ],

@@ -324,7 +324,8 @@ async def test_paging_through_by_category_returns_every_paper_once_in_order(tmp_
 async def test_by_category_page_links_to_the_next_page(tmp_path):
     expected = paged_db(tmp_path / "ai4mat.db")
     ds = datasette_for(tmp_path / "ai4mat.db")
-    html = (await ds.client.get("/ai4mat/by_category?category=cs.LG")).text
+    # The table view (?_table=1): the last row's next_page cell links to the next page.
+    html = (await ds.client.get("/ai4mat/by_category?category=cs.LG&_table=1")).text
     links = re.findall(r'<td class="col-next_page"><a href="([^"]+)">next page</a></td>', html)
     assert len(links) == 1 and html.count('<td class="col-next_page">') == 100
     assert '<td class="col-category_papers">250</td>' in html
@@ -332,6 +333,10 @@ async def test_by_category_page_links_to_the_next_page(tmp_path):
     assert urllib.parse.parse_qs(href[1:]) == {"category": ["cs.LG"], "before": [f"{_updated_of(html, 100)},{expected[99]}"]}
     second = await get_rows(ds, "/ai4mat/by_category.json" + href)
     assert [row["arxiv_id"] for row in second] == expected[100:200]
+    # The list of papers links to the same next page.
+    listing = (await ds.client.get("/ai4mat/by_category?category=cs.LG")).text
+    assert '<p class="list-count">100 papers of 250 in cs.LG</p>' in listing
+    assert re.findall(r'<p class="next-page"><a href="([^"]+)" rel="next">', listing) == [links[0]]
 
 
 def _updated_of(html: str, row: int) -> str:
@@ -441,9 +446,13 @@ async def test_only_failed_runs_give_an_empty_today_and_a_placeholder_feed(tmp_p
 @pytest.mark.asyncio
 async def test_query_pages_link_ids_to_tilde_encoded_row_pages(site_db):
     ds = datasette_for(site_db)
-    html = (await ds.client.get("/ai4mat/by_author?name=Jane+Doe")).text
+    html = (await ds.client.get("/ai4mat/by_author?name=Jane+Doe&_table=1")).text
     assert '<a href="/ai4mat/papers/cond-mat~2F0102536">cond-mat/0102536</a>' in html
     assert '<a href="/ai4mat/papers/2611~2E00001">2611.00001</a>' in html
+    # The list of papers links each title there.
+    listing = (await ds.client.get("/ai4mat/by_author?name=Jane+Doe")).text
+    assert '<a href="/ai4mat/papers/cond-mat~2F0102536">Diffusion models for crystal structure prediction</a>' in listing
+    assert '<a href="/ai4mat/papers/2611~2E00001">Generative transformers for inverse materials design</a>' in listing
     for href in ("/ai4mat/papers/cond-mat~2F0102536", "/ai4mat/papers/2611~2E00001"):
         rows = await get_rows(ds, href + ".json")
         assert [row["arxiv_id"] for row in rows] == [href.rsplit("/", 1)[1].replace("~2F", "/").replace("~2E", ".")]

@@ -8,6 +8,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from datasette.utils import tilde_encode
 
 from .site_data import build_site_db, serving
 
@@ -69,8 +70,8 @@ def test_the_search_box_finds_prefixes_as_the_canned_search_does(site):
     assert status == 200
     assert sorted(row["arxiv_id"] for row in json.loads(body)) == DIFFUSION_PAPERS
     _, _, page = get(site + "/ai4mat/papers?_search=diffus%2A")
-    for arxiv_id in DIFFUSION_PAPERS:
-        assert f">{arxiv_id}</a>" in page
+    for arxiv_id in DIFFUSION_PAPERS:  # the box opens the canned search: each paper's title links to its page
+        assert f'<a href="/ai4mat/papers/{tilde_encode(arxiv_id)}">' in page
 
 
 def test_a_lone_quote_in_a_search_box_is_an_empty_result_not_an_error(site):
@@ -79,7 +80,7 @@ def test_a_lone_quote_in_a_search_box_is_an_empty_result_not_an_error(site):
     assert get(site + "/ai4mat/papers.json?_shape=array&_search=%22")[::2] == (200, "[]")
     assert get(site + "/ai4mat/papers.json?_shape=array&_search_title=%22")[::2] == (200, "[]")
     status, _, page = get(site + "/ai4mat/papers?_search=%22")
-    assert status == 200 and '<p class="zero-results">0 results</p>' in page
+    assert status == 200 and '<p class="zero-results">No papers.</p>' in page  # the canned search's list of papers
 
 
 def test_an_empty_search_box_shows_every_paper(site):
@@ -96,8 +97,8 @@ def test_the_home_page_search_box_submits_to_the_canned_search(site):
     assert '<input type="search" name="q"' in page
     status, _, page = get(site + "/ai4mat/search?q=diffus%2A")
     assert status == 200
-    for arxiv_id in DIFFUSION_PAPERS:
-        assert f">{arxiv_id}</a>" in page
+    for arxiv_id in DIFFUSION_PAPERS:  # the box opens the canned search: each paper's title links to its page
+        assert f'<a href="/ai4mat/papers/{tilde_encode(arxiv_id)}">' in page
 
 
 BAD_REQUESTS = [
