@@ -16,7 +16,8 @@ from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfil
 from .fetch import ArxivClient, RecordedPages
 from .readme import ReadmeError, render_section, update_file
 from .runner import RunFailed, run_harvest
-from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url
+from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url, write_metadata
+from .site import SiteError, load_rendered_metadata, site_links, user_agent
 from .enrich import enrich_all
 from .enrich.tags import VocabularyError, load_vocabulary
 from .store import StoreError, open_db, writing
@@ -45,6 +46,7 @@ def _client(config, api_url: str | None, delay: float | None, timeout: float) ->
         api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
         delay_seconds=config.delay_seconds if delay is None else delay,
         timeout=(10.0, timeout),
+        user_agent=user_agent(site_links(config)),
     )
 
 
@@ -220,7 +222,9 @@ def readme(db_path: str, readme_path: str, config_path: str):
 @click.option("--plugins-dir", type=click.Path(file_okay=False), help="Datasette plugins (default: plugins/ beside the metadata).")
 @click.option("--immutable", is_flag=True,
               help="Serve the file immutable, as published: faster start, but it must not be written while served.")
-def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: str | None, immutable: bool):
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="JSON config whose query, title, dataset_url and repository the pages show (default: config.json, if there).")
+def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: str | None, immutable: bool, config_path: str | None):
     """Serve the dataset with Datasette until Ctrl-C.
 
     Live by default: a harvest may write the file meanwhile, and every page shows one
@@ -228,15 +232,22 @@ def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: s
     when the file or its folder is read-only.
     """
     plugins_dir = plugins_dir or str(Path(metadata_path).parent / "plugins")
+    if config_path is None and not Path("config.json").exists():
+        config = None
+        click.echo("notice: no config.json here: the pages name no query, site or repository", err=True)
+    else:
+        config = _load_config(config_path or "config.json")
     try:
         check_files(db_path, metadata_path, plugins_dir)
+        # The pages show the configured query, title, site and repository (harvest/site.py).
+        rendered = write_metadata(load_rendered_metadata(metadata_path, config))
         mode, reason = choose_mode(db_path, immutable=immutable)
         if mode == LIVE:
             enable_wal(db_path)
         argv = datasette_argv(
-            served_path(db_path), metadata_path=metadata_path, plugins_dir=plugins_dir, host=host, port=port, mode=mode
+            served_path(db_path), metadata_path=rendered, plugins_dir=plugins_dir, host=host, port=port, mode=mode
         )
-    except (ServeError, OSError) as error:
+    except (ServeError, SiteError, OSError) as error:
         raise click.ClickException(f"serve: {error}")
     click.echo(f"Serving {db_path} at {site_url(host, port)} {mode} ({reason}; Ctrl-C to stop)")
     sys.stdout.flush()

@@ -5,6 +5,9 @@
 #
 #   FLY_APP     the Fly app name (default ai4mat-arxiv-daily); FLY_API_TOKEN authenticates flyctl
 #   AI4MAT_DB   the database file (default ai4mat.db)
+#   AI4MAT_CONFIG  the config whose query, title, dataset_url and repository the pages show
+#               (default config.json here, else the repository's); $GITHUB_REPOSITORY, set in
+#               GitHub Actions, names the repository when the config does not
 #   PYTHON      the interpreter with ai4mat installed (default python3)
 # Extra arguments go to `datasette publish fly`: `scripts/publish.sh --generate-dir DIR` writes
 # the deployment without deploying (no account needed).
@@ -19,6 +22,13 @@ db="${AI4MAT_DB:-ai4mat.db}"
 python="${PYTHON:-python3}"
 
 [ -f "$db" ] || { echo "publish: $db not found (run scripts/daily.sh first)" >&2; exit 1; }
+
+config="${AI4MAT_CONFIG:-config.json}"
+[ -n "${AI4MAT_CONFIG:-}" ] || [ -f "$config" ] || config="$repo/config.json"
+# The metadata as `ai4mat serve` serves it: rendered for the configured query, site and repository.
+rendered="$(mktemp -d)"
+trap 'rm -rf "$rendered"' EXIT
+"$python" -m harvest.site metadata --config "$config" --metadata "$repo/metadata.yml" > "$rendered/metadata.json"
 
 # Exact pins only: the Dockerfile passes them to pip unquoted.
 pins="$("$python" - "$repo/pyproject.toml" <<'PY'
@@ -43,9 +53,9 @@ while read -r pin; do
   install+=(--install "$pin")
 done <<< "$pins"
 
-exec datasette publish fly "$db" \
+datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \
-  --metadata "$repo/metadata.yml" \
+  --metadata "$rendered/metadata.json" \
   --plugins-dir "$repo/plugins" \
   --template-dir "$repo/templates" \
   "${install[@]}" \
