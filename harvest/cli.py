@@ -14,7 +14,7 @@ from . import __version__
 from .config import ConfigError, load_config
 from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfill
 from .fetch import ArxivClient, RecordedPages
-from .readme import ReadmeError, render_section, update_file
+from .readme import ReadmeError, render_section, render_site_section, update_file
 from .runner import RunFailed, run_harvest
 from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url, write_metadata
 from .site import SiteError, load_rendered_metadata, site_links, user_agent
@@ -189,7 +189,7 @@ def _require_papers(command: str, db_path: str) -> None:
 @click.option("--readme", "readme_path", default="README.md", show_default=True, type=click.Path(dir_okay=False))
 @config_option
 def readme(db_path: str, readme_path: str, config_path: str):
-    """Rewrite the README's paper section from the latest successful run."""
+    """Rewrite the README's paper section from the latest successful run, and its site lines from the config."""
     config = _load_config(config_path)
     try:
         db = open_db(db_path, create=False, writable=False)
@@ -202,9 +202,10 @@ def readme(db_path: str, readme_path: str, config_path: str):
         )
     finally:
         db.close()
+    site_section = render_site_section(config.query, site_links(config))
     path = Path(readme_path)
     try:
-        changed = update_file(path, section)
+        changed = update_file(path, section, site_section)
     except ReadmeError as error:
         raise click.ClickException(f"{path}: {error}")
     if not changed:
