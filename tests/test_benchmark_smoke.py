@@ -55,8 +55,9 @@ def test_site_benchmark_times_every_page_a_user_reaches(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())
     labels = [r["label"] for r in summary["results"]]
-    assert labels[:6] == [
-        "home link /", "home link /ai4mat/new_today", "home link /ai4mat/new_this_week",
+    assert labels[:7] == [
+        # The freshness line's link to the run log comes first (templates/_ai4mat_freshness.html).
+        "home link /", "home link /ai4mat/runs", "home link /ai4mat/new_today", "home link /ai4mat/new_this_week",
         "home link /ai4mat/search", "home link /ai4mat/feed.atom", "home link /ai4mat/papers",
     ]
     assert "search box: papers search box: model" in labels
