@@ -17,7 +17,7 @@ import pytest
 
 from harvest.store import open_db
 
-from .site_data import build_site_db, serving
+from .site_data import build_site_db, load_metadata, load_plugin, serving
 
 # feed -> (its parameter, the page it follows, the page's parameter)
 FEEDS = {
@@ -200,3 +200,16 @@ def test_backfilled_papers_are_not_news_and_many_matches_read_the_newest_harvest
         assert [entry.id for entry in read_feed(base, "feed_search", q="alloys -polymer").entries] == [
             f"https://arxiv.org/abs/{v['arxiv_id']}v1" for v in newest if v["title"].startswith("Alloy")
         ][:50]
+    # Beyond 100,000 matches each paper is asked of the index instead: the same SQL with the
+    # bounds lowered (2,000 to 5, 100,000 to 10) must give the same entries.
+    sql = load_metadata()["databases"]["ai4mat"]["queries"]["feed_search"]["sql"]
+    assert [sql.count(bound) for bound in ("<= 2000", "> 2000", "<= 100000", "limit 100001")] == [1, 1, 1, 1]
+    per_paper = (sql.replace("<= 2000", "<= 5").replace("> 2000", "> 5")
+                 .replace("<= 100000", "<= 10").replace("limit 100001", "limit 11"))
+    db = open_db(path)
+    load_plugin().prepare_connection(db.conn)
+    try:
+        for q, expected in (("alloys", expected_all), ("polymer", expected_polymer)):
+            assert [row[0] for row in db.execute(per_paper, {"q": q})] == expected, q
+    finally:
+        db.close()
