@@ -38,6 +38,7 @@ import sqlite_utils  # noqa: E402
 
 from corpus import Corpus, with_history  # noqa: E402
 from harvest import readme, store  # noqa: E402
+from harvest.parse import author_key, author_surname_key  # noqa: E402
 
 WINDOW = 10_000  # papers per transaction in the bulk path, like one backfill window
 
@@ -84,19 +85,23 @@ def load_baseline(path: Path, papers: list[dict]) -> tuple[float, float]:
     latest = {record["arxiv_id"]: record for record in records}
     with conn:
         conn.executemany(
-            "INSERT INTO papers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
+            "INSERT INTO papers (arxiv_id, version, title, summary, authors, primary_category, categories, published, "
+            "updated, comment, journal_ref, doi, abs_url, pdf_url, first_run, last_run) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
             [(p["arxiv_id"], p["version"], p["title"], p["summary"], json.dumps(p["authors"], ensure_ascii=False),
               p["primary_category"], json.dumps(p["categories"], ensure_ascii=False), p["published"], p["updated"],
               p["comment"], p["journal_ref"], p["doi"], p["abs_url"], p["pdf_url"]) for p in latest.values()],
         )
         conn.executemany(
-            "INSERT INTO versions VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO versions (arxiv_id, version, run_id, updated, title, summary, authors, categories, comment, "
+            "journal_ref, doi) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(p["arxiv_id"], p["version"], p["updated"], p["title"], p["summary"], json.dumps(p["authors"], ensure_ascii=False),
               json.dumps(p["categories"], ensure_ascii=False), p["comment"], p["journal_ref"], p["doi"]) for p in records],
         )
         conn.executemany(
-            "INSERT INTO paper_authors VALUES (?, ?, ?)",
-            [(p["arxiv_id"], i, name) for p in latest.values() for i, name in enumerate(p["authors"])],
+            "INSERT INTO paper_authors (arxiv_id, position, name, name_key, surname_key) VALUES (?, ?, ?, ?, ?)",
+            [(p["arxiv_id"], i, name, author_key(name), author_surname_key(name))
+             for p in latest.values() for i, name in enumerate(p["authors"])],
         )
         conn.executemany(
             "INSERT INTO paper_categories VALUES (?, ?, ?, ?)",

@@ -6,6 +6,7 @@ fetches (`/ai4mat.json?sql=<the chart's query>&_shape=objects`). The baseline, m
 same run, is `select 1` through the same JSON endpoint: what a chart costs beyond Datasette itself.
 
     python benchmarks/trends.py --db /work/bench/charts/ai4mat.db --repeats 5
+    python benchmarks/trends.py --db ... --metadata old-metadata.yml    # another version's charts
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ def main() -> None:
     parser.add_argument("--db", type=Path, required=True, help="an ai4mat.db to serve (never written)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--metadata", type=Path, default=ROOT / "metadata.yml",
+                        help="whose chart queries to time (e.g. an older metadata.yml, for a before/after)")
     args = parser.parse_args()
     if args.db.name != "ai4mat.db":
         sys.exit("trends: the file must be named ai4mat.db (the charts ask for the database ai4mat)")
 
-    charts = yaml.safe_load((ROOT / "metadata.yml").read_text())["plugins"]["datasette-dashboards"]["trends"]["charts"]
+    charts = yaml.safe_load(args.metadata.read_text())["plugins"]["datasette-dashboards"]["trends"]["charts"]
     base = f"http://127.0.0.1:{args.port}/"
     urls = {"baseline: select 1": base + "ai4mat.json?" + urllib.parse.urlencode({"sql": "select 1", "_shape": "objects"})}
     urls["page /-/dashboards/trends"] = base + "-/dashboards/trends"
@@ -58,7 +61,7 @@ def main() -> None:
         urls[slug] = f"{base}ai4mat.json?sql={urllib.parse.quote(chart['query'])}&&_shape=objects"
 
     with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(datasette_argv(args.db, metadata_path=ROOT / "metadata.yml", port=args.port),
+        server = subprocess.Popen(datasette_argv(args.db, metadata_path=args.metadata, plugins_dir=ROOT / "plugins", port=args.port),
                                   cwd=ROOT, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 120

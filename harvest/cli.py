@@ -11,13 +11,16 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import ConfigError, load_config
+from .config import ConfigError, ConfigNotFound, load_config
 from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfill
 from .fetch import ArxivClient, RecordedPages
 from .readme import ReadmeError, render_section, render_site_section, update_file
 from .runner import RunFailed, run_harvest
-from .serve import LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, served_path, site_url, write_metadata
-from .site import SiteError, load_rendered_metadata, site_links, user_agent
+from .serve import (
+    LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, port_free, served_path, site_url, write_metadata,
+)
+from .site_files import default_config, site_files
+from .site_config import SiteError, load_rendered_metadata, site_links, user_agent
 from .enrich import enrich_all
 from .enrich.tags import VocabularyError, load_vocabulary
 from .store import StoreError, open_db, writing
@@ -26,8 +29,9 @@ db_option = click.option(
     "--db", "db_path", default="ai4mat.db", show_default=True, type=click.Path(dir_okay=False),
     help="The SQLite dataset file.",
 )
+DEFAULT_CONFIG_PATH = "config.json"
 config_option = click.option(
-    "--config", "config_path", default="config.json", show_default=True, type=click.Path(dir_okay=False),
+    "--config", "config_path", default=DEFAULT_CONFIG_PATH, show_default=True, type=click.Path(dir_okay=False),
     help="JSON config with the arXiv query.",
 )
 
@@ -53,6 +57,9 @@ def _client(config, api_url: str | None, delay: float | None, timeout: float) ->
 def _load_config(config_path: str):
     try:
         config = load_config(config_path)
+    except ConfigNotFound as error:
+        init = "ai4mat init" if config_path == DEFAULT_CONFIG_PATH else f"ai4mat init --config {config_path}"
+        raise click.ClickException(f"{error} (`{init}` writes the default one)")
     except ConfigError as error:
         raise click.ClickException(str(error))
     for notice in config.notices:
@@ -76,6 +83,24 @@ def cli(verbose: bool):
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+
+
+@cli.command()
+@config_option
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(config_path: str, force: bool):
+    """Write the default config.json (the AI4MAT query) to start a dataset here."""
+    path = Path(config_path)
+    content = default_config()
+    try:
+        # "x" refuses an existing file in the same step that creates the new one.
+        with open(path, "wb" if force else "xb") as file:
+            file.write(content)
+    except FileExistsError:
+        raise click.ClickException(f"init: {path} already exists (pass --force to overwrite it)")
+    except OSError as error:
+        raise click.ClickException(f"init: cannot write {path} ({error.strerror})")
+    click.echo(f'init: wrote {path}; edit its "query" for your topic, then run `ai4mat harvest`')
 
 
 @cli.command()
@@ -189,7 +214,7 @@ def _require_papers(command: str, db_path: str) -> None:
 @click.option("--readme", "readme_path", default="README.md", show_default=True, type=click.Path(dir_okay=False))
 @config_option
 def readme(db_path: str, readme_path: str, config_path: str):
-    """Rewrite the README's paper section from the latest successful run, and its site lines from the config."""
+    """Rewrite the README's paper section (the latest announcement cycle's papers) and its site lines."""
     config = _load_config(config_path)
     try:
         db = open_db(db_path, create=False, writable=False)
@@ -218,35 +243,52 @@ def readme(db_path: str, readme_path: str, config_path: str):
 @db_option
 @click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines.")
-@click.option("--metadata", "metadata_path", default="metadata.yml", show_default=True, type=click.Path(dir_okay=False),
-              help="Datasette metadata: titles, descriptions, canned queries.")
-@click.option("--plugins-dir", type=click.Path(file_okay=False), help="Datasette plugins (default: plugins/ beside the metadata).")
+@click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False),
+              help="Datasette metadata: titles, descriptions, canned queries.  [default: the site's metadata.yml]")
+@click.option("--plugins-dir", type=click.Path(file_okay=False), help="Datasette plugins.  [default: the site's plugins/]")
+@click.option("--template-dir", "templates_dir", type=click.Path(exists=True, file_okay=False),
+              help="Datasette page templates.  [default: the site's templates/]")
 @click.option("--immutable", is_flag=True,
               help="Serve the file immutable, as published: faster start, but it must not be written while served.")
+@click.option("--check-port", is_flag=True,
+              help="Only check that --host and --port can be listened on, then exit (make serve does, before harvesting).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="JSON config whose query, title, dataset_url and repository the pages show (default: config.json, if there).")
-def serve(db_path: str, port: int, host: str, metadata_path: str, plugins_dir: str | None, immutable: bool, config_path: str | None):
+def serve(db_path: str, port: int, host: str, metadata_path: str | None, plugins_dir: str | None,
+          templates_dir: str | None, immutable: bool, check_port: bool, config_path: str | None):
     """Serve the dataset with Datasette until Ctrl-C.
 
     Live by default: a harvest may write the file meanwhile, and every page shows one
     committed state, the new one as soon as it is committed. Immutable with --immutable, or
     when the file or its folder is read-only.
+
+    The site (metadata, plugins, templates) is the one shipped with ai4mat, or the repository's
+    when run from a checkout; each option replaces one part of it.
     """
-    plugins_dir = plugins_dir or str(Path(metadata_path).parent / "plugins")
-    if config_path is None and not Path("config.json").exists():
+    site = site_files()
+    metadata_path = metadata_path or str(site.metadata)
+    plugins_dir = plugins_dir or str(site.plugins)
+    templates_dir = templates_dir or str(site.templates)
+    if config_path is None and not Path(DEFAULT_CONFIG_PATH).exists():
         config = None
-        click.echo("notice: no config.json here: the pages name no query, site or repository", err=True)
+        click.echo(f"notice: no {DEFAULT_CONFIG_PATH} here: the pages name no query, site or repository", err=True)
     else:
-        config = _load_config(config_path or "config.json")
+        config = _load_config(config_path or DEFAULT_CONFIG_PATH)
     try:
+        if check_port:
+            port_free(host, port)
+            return
         check_files(db_path, metadata_path, plugins_dir)
-        # The pages show the configured query, title, site and repository (harvest/site.py).
+        # Before saying "Serving at": Datasette would fail only after starting, with a traceback.
+        port_free(host, port)
+        # The pages show the configured query, title, site and repository (harvest/site_config.py).
         rendered = write_metadata(load_rendered_metadata(metadata_path, config))
         mode, reason = choose_mode(db_path, immutable=immutable)
         if mode == LIVE:
             enable_wal(db_path)
         argv = datasette_argv(
-            served_path(db_path), metadata_path=rendered, plugins_dir=plugins_dir, host=host, port=port, mode=mode
+            served_path(db_path), metadata_path=rendered, plugins_dir=plugins_dir, templates_dir=templates_dir,
+            host=host, port=port, mode=mode,
         )
     except (ServeError, SiteError, OSError) as error:
         raise click.ClickException(f"serve: {error}")

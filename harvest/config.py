@@ -26,6 +26,10 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says what to fix."""
 
 
+class ConfigNotFound(ConfigError):
+    """There is no config file at the path (the caller may say how to create one)."""
+
+
 @dataclass(frozen=True)
 class Config:
     query: str
@@ -37,7 +41,7 @@ class Config:
     readme_max_papers: int = 100
     page_size: int = 2000
     dataset_url: str | None = None  # the published site, e.g. https://example.org/
-    repository: str | None = None  # owner/name on GitHub; else $GITHUB_REPOSITORY (harvest.site)
+    repository: str | None = None  # owner/name on GitHub; else $GITHUB_REPOSITORY (harvest.site_config)
     title: str = DEFAULT_TITLE  # the site's and feeds' title
     vocabulary: str | None = None  # a user vocabulary file, extending the packaged one
     readme_tags: bool = False  # add a **Tags:** line to each README entry
@@ -118,7 +122,7 @@ def load_config(path: str | os.PathLike) -> Config:
     try:
         text = read_small_file(path, max_bytes=MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigNotFound(f"{path}: config file not found")
     except LocalFileError as error:
         raise ConfigError(f"{path}: {error}")
     except (OSError, UnicodeDecodeError) as error:

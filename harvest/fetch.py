@@ -17,7 +17,7 @@ from .parse import ArxivAPIError, Feed, ParseError, parse_feed
 log = logging.getLogger(__name__)
 
 # arXiv asks for a descriptive User-Agent; the commands add the configured repository's URL
-# (harvest.site.user_agent) rather than name one that may not exist.
+# (harvest.site_config.user_agent) rather than name one that may not exist.
 USER_AGENT = f"ai4mat/{__version__}"
 PAGE_SIZE = 2000  # arXiv's maximum per request
 QUERY_LIMIT = 30_000  # arXiv refuses start + max_results beyond this for one query

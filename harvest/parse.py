@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import feedparser
 
+# Re-exported: the harvester stores the keys that the site's lookups compare.
+from .lookups import author_key, author_matches, author_surname_key, normalise_id  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 # Every id form arXiv serves, as a whole: a bare id, or everything after `/abs/` in an abs URL
@@ -21,6 +24,10 @@ ID_RE = re.compile(
 )
 
 
+# An arXiv category as the API writes it: archive, or archive.subject (cond-mat, cs.LG,
+# cond-mat.mtrl-sci, physics.chem-ph, math-ph). The same <category> elements also carry the
+# authors' MSC and ACM class codes (68T07, "I.2.6; J.2", "82C32 (Primary) 37M05 (Secondary)").
+CATEGORY_RE = re.compile(r"[a-z][a-z-]*(?:\.[A-Za-z][A-Za-z-]*)?")
 # Characters XML 1.0 forbids: C0 controls but tab, LF and CR, and U+FFFE / U+FFFF (surrogates
 # cannot survive the UTF-8 decoding below). One of them in one abstract would make the whole
 # page "not well-formed" on every retry and every run.
@@ -114,6 +121,20 @@ def split_id(url_or_id: str) -> tuple[str, int | None]:
     return match.group("arxiv_id"), int(version) if version else None
 
 
+def split_categories(terms) -> tuple[list[str], list[str]]:
+    """Split a paper's <category> terms into (arXiv categories, MSC/ACM class codes), in order.
+
+    Each class term is kept whole as served, inner whitespace collapsed ("I.2.6; J.2").
+    """
+    categories, classifications = [], []
+    for term in terms:
+        term = " ".join(str(term).split())
+        if not term:
+            continue
+        (categories if CATEGORY_RE.fullmatch(term) else classifications).append(term)
+    return categories, classifications
+
+
 def _link(entry, *, rel: str | None = None, title: str | None = None) -> str | None:
     for link in entry.get("links", []):
         if rel is not None and link.get("rel") == rel and not link.get("title"):
@@ -135,7 +156,7 @@ def _paper(entry) -> dict:
         raise ValueError(f"no version in entry id {entry.id!r} nor in its abs link")
     if not 1 <= version <= MAX_VERSION:
         raise ValueError(f"implausible version {version} in entry id {entry.id!r}")
-    categories = [tag["term"] for tag in entry.get("tags", []) if tag.get("term")]
+    categories, classifications = split_categories(tag["term"] for tag in entry.get("tags", []) if tag.get("term"))
     primary = entry.get("arxiv_primary_category", {}).get("term") or (categories[0] if categories else None)
     title = entry.get("title")
     summary = entry.get("summary")
@@ -149,6 +170,7 @@ def _paper(entry) -> dict:
         "authors": [author.get("name", "") for author in entry.get("authors", [])],
         "primary_category": primary,
         "categories": categories,
+        "classifications": classifications,
         "published": _iso(entry.get("published"), "published", entry.id),
         "updated": _iso(entry.get("updated"), "updated", entry.id),
         "comment": entry.get("arxiv_comment"),

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from .files import LocalFileError, read_small_file
-from .site import LOCAL_SITE, SiteLinks
+from .site_config import LOCAL_SITE, SiteLinks
 
 START_MARKER = "<!-- ARXIV_PAPERS_START -->"
 END_MARKER = "<!-- ARXIV_PAPERS_END -->"
-# The dataset's query, site and repository, as configured (harvest/site.py); rewritten only where
+# The dataset's query, site and repository, as configured (harvest/site_config.py); rewritten only where
 # a README has these markers.
 SITE_START_MARKER = "<!-- AI4MAT_SITE_START -->"
 SITE_END_MARKER = "<!-- AI4MAT_SITE_END -->"
@@ -50,23 +50,40 @@ def latest_ok_run(db: sqlite_utils.Database) -> dict | None:
     return rows[0] if rows else None
 
 
-def run_papers(db: sqlite_utils.Database, run_id: int) -> list[dict]:
-    """Papers new or updated in `run_id`, newest `updated` first, each at the version it reached then.
+def cycle_runs(db: sqlite_utils.Database, run: dict) -> list[int]:
+    """The successful daily harvests of `run`'s announcement cycle (harvest/cycle.py), `run` included.
 
-    A version first seen by the run counts only if it was the paper's newest so far: an older
-    version served late (a stale replica) is history, not news, and a paper that arrived at two
-    versions in one run is listed once.
+    A run with no recorded cycle (written by other tools, or a file from before schema 6 read
+    as it is) is a cycle of its own.
     """
+    if "cycle" not in run:
+        return [run["id"]]
+    rows = db.execute(
+        "SELECT id FROM runs WHERE status = 'ok' AND kind = 'harvest' AND (id = :id OR cycle = :cycle) ORDER BY id",
+        {"id": run["id"], "cycle": run.get("cycle")},
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def run_papers(db: sqlite_utils.Database, run_ids: list[int]) -> list[dict]:
+    """Papers new or updated in the runs `run_ids` (one cycle's), newest `updated` first, each at
+    the newest version seen by the last of them.
+
+    A version first seen by these runs counts only if it was the paper's newest so far: an older
+    version served late (a stale replica) is history, not news, and a paper that arrived at two
+    versions, in one run or in two runs of the cycle, is listed once.
+    """
+    marks = ",".join("?" * len(run_ids))
     return db.execute_returning_dicts(
-        """
+        f"""
         SELECT v.arxiv_id, v.version, v.title, v.summary, v.authors, v.updated,
                p.published, p.primary_category
         FROM versions v JOIN papers p ON p.arxiv_id = v.arxiv_id
-        WHERE v.run_id = :run_id
-          AND v.version = (SELECT max(w.version) FROM versions w WHERE w.arxiv_id = v.arxiv_id AND w.run_id <= :run_id)
+        WHERE v.run_id IN ({marks})
+          AND v.version = (SELECT max(w.version) FROM versions w WHERE w.arxiv_id = v.arxiv_id AND w.run_id <= ?)
         ORDER BY v.updated DESC, v.arxiv_id DESC
         """,
-        {"run_id": run_id},
+        [*run_ids, max(run_ids)],
     )
 
 
@@ -143,14 +160,15 @@ def render_section(
     With `tags` (config `readme_tags`), a paper with tags gets a `**Tags:**` line after its
     category; without, the format is exactly the original's.
 
-    Lists the versions first seen in the latest successful run (at most `max_papers`, newest
-    first, then one line counting the rest). With no successful run, or none new, the section
-    says so. The stamp is that run's finish time in `zone`. The section is at most
-    SECTION_BUDGET_BYTES of UTF-8: an abnormally long title, abstract or author list is cut with
+    Lists the versions first seen in the successful runs of the latest successful run's
+    announcement cycle (at most `max_papers`, newest first, then one line counting the rest and
+    linking to new_today, which pages through all of them). With no successful run, or none new
+    in the cycle, the section says so. The stamp is the latest run's finish time in `zone`.
+    The section is at most SECTION_BUDGET_BYTES of UTF-8: an abnormally long title, abstract or author list is cut with
     a note, and papers that would not fit are left to the closing line's count.
     """
     run = latest_ok_run(db)
-    papers = run_papers(db, run["id"]) if run else []
+    papers = run_papers(db, cycle_runs(db, run)) if run else []
     stamp = _stamp(run["finished_at"], zone, label) if run else ""
     if not papers:
         body = f"{EMPTY_HEADLINE}\n\n{stamp}"

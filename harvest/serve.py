@@ -16,9 +16,11 @@ Two modes:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -79,9 +81,36 @@ def check_files(db_path: str | os.PathLike, metadata_path: str | os.PathLike, pl
             f"run `ai4mat harvest --db {db_path}` once, which migrates the file in place before fetching"
         )
     if not Path(metadata_path).is_file():
-        raise ServeError(f"{metadata_path}: metadata file not found (run from the repository root or pass --metadata)")
+        raise ServeError(f"{metadata_path}: metadata file not found (leave out --metadata to serve the site shipped with ai4mat)")
     if not Path(plugins_dir).is_dir():
         raise ServeError(f"{plugins_dir}: plugins directory not found (pass --plugins-dir)")
+
+
+def port_free(host: str, port: int) -> None:
+    """Raise ServeError, in one line naming --port and make's PORT=, unless `host`:`port` can be listened on.
+
+    Binds a test socket the way Datasette's server (uvicorn) will, SO_REUSEADDR included, so a
+    port left in TIME_WAIT by a server just stopped counts as free, as it is for uvicorn.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ServeError(f"cannot listen on {host}: unknown host ({error.strerror}); pass another --host") from None
+    family, kind, proto, _, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ServeError(
+                    f"port {port} is already in use on {host}; choose another with --port "
+                    f"(with make: make serve PORT={port + 1 if port < 65535 else DEFAULT_PORT})"
+                ) from None
+            raise ServeError(
+                f"cannot listen on {host}:{port} ({error.strerror}); choose another --port or --host "
+                "(with make: PORT= or HOST=)"
+            ) from None
 
 
 def choose_mode(db_path: str | os.PathLike, *, immutable: bool = False) -> tuple[str, str]:
@@ -175,6 +204,7 @@ def datasette_argv(
     *,
     metadata_path: str | os.PathLike = "metadata.yml",
     plugins_dir: str | os.PathLike | None = None,
+    templates_dir: str | os.PathLike | None = None,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     mode: str = IMMUTABLE,
@@ -187,14 +217,15 @@ def datasette_argv(
     """
     if plugins_dir is None:
         plugins_dir = Path(metadata_path).parent / "plugins"
-    # The page templates (a paper's row page) sit beside the plugins.
-    templates_dir = Path(plugins_dir).parent / "templates"
+    if templates_dir is None:
+        # The page templates (a paper's row page) sit beside the plugins.
+        templates_dir = Path(plugins_dir).parent / "templates"
     return [
         sys.executable, "-m", "datasette", "serve",
         *(["-i", str(db_path)] if mode == IMMUTABLE else [str(db_path)]),
         "--metadata", str(metadata_path),
         "--plugins-dir", str(plugins_dir),
-        *(["--template-dir", str(templates_dir)] if templates_dir.is_dir() else []),
+        *(["--template-dir", str(templates_dir)] if Path(templates_dir).is_dir() else []),
         "--host", host,
         "--port", str(port),
         *setting_options(LIVE_SETTINGS if mode == LIVE else SETTINGS),

@@ -22,17 +22,22 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from . import __version__
+from .cycle import cycle_of
+from .lookups import author_key, author_surname_key
+from .parse import split_categories
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 8
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
 
 # Columns a version row copies from the paper as served.
-VERSION_COLUMNS = ("updated", "title", "summary", "authors", "categories", "comment", "journal_ref", "doi")
+VERSION_COLUMNS = (
+    "updated", "title", "summary", "authors", "categories", "comment", "journal_ref", "doi", "classifications",
+)
 PAPER_COLUMNS = (
     "version", "title", "summary", "authors", "primary_category", "categories", "published",
-    "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
+    "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "classifications",
 )
 
 
@@ -349,6 +354,56 @@ _MONTH_ADD = """  INSERT INTO month_counts (month, papers, updated_since)
 _MONTH_REMOVE = """  UPDATE month_counts SET papers = papers - 1, updated_since = updated_since - (old.version > 1)
     WHERE month IS substr(old.published, 1, 7);
   DELETE FROM month_counts WHERE month IS substr(old.published, 1, 7) AND papers = 0;"""
+# The same null-safe add and remove for a paper's (month, primary category) in primary_month_counts.
+_PRIMARY_MONTH_ADD = """  INSERT INTO primary_month_counts (month, primary_category, papers)
+    SELECT substr(new.published, 1, 7), new.primary_category, 0
+    WHERE NOT EXISTS (SELECT 1 FROM primary_month_counts
+                      WHERE month IS substr(new.published, 1, 7) AND primary_category IS new.primary_category);
+  UPDATE primary_month_counts SET papers = papers + 1
+    WHERE month IS substr(new.published, 1, 7) AND primary_category IS new.primary_category;"""
+_PRIMARY_MONTH_REMOVE = """  UPDATE primary_month_counts SET papers = papers - 1
+    WHERE month IS substr(old.published, 1, 7) AND primary_category IS old.primary_category;
+  DELETE FROM primary_month_counts
+    WHERE month IS substr(old.published, 1, 7) AND primary_category IS old.primary_category AND papers = 0;"""
+
+
+def id_year_sql(column: str) -> str:
+    """SQL for the year of an arXiv identifier: YYMM.NNNNN, or archive/YYMMNNN (1991 to 2007).
+
+    The month arXiv assigned the identifier on submission, known for every paper (unlike
+    `published`, which a few feeds leave out) and readable from paper_tags without a join.
+    """
+    yy_new, yy_old = f"substr({column}, 1, 2)", f"substr({column}, instr({column}, '/') + 1, 2)"
+    return (
+        f"CASE WHEN instr({column}, '/') = 0 THEN '20' || {yy_new} "
+        f"WHEN {yy_old} >= '91' THEN '19' || {yy_old} ELSE '20' || {yy_old} END"
+    )
+
+
+# Tags per identifier year, for the Trends page. paper_tags is written per paper by the enricher
+# (a few rows a paper, all deleted and rewritten when a paper changes), so its triggers stay on
+# in the bulk path too.
+_TAG_YEAR_TRIGGERS = {
+    "tag_year_counts_insert": f"""AFTER INSERT ON paper_tags BEGIN
+  INSERT INTO tag_year_counts (year, kind, tag, papers) VALUES ({id_year_sql('new.arxiv_id')}, new.kind, new.tag, 1)
+    ON CONFLICT (year, kind, tag) DO UPDATE SET papers = papers + 1;
+END""",
+    "tag_year_counts_delete": f"""AFTER DELETE ON paper_tags BEGIN
+  UPDATE tag_year_counts SET papers = papers - 1
+    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag;
+  DELETE FROM tag_year_counts
+    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag AND papers = 0;
+END""",
+    "tag_year_counts_update": f"""AFTER UPDATE OF arxiv_id, kind, tag ON paper_tags BEGIN
+  UPDATE tag_year_counts SET papers = papers - 1
+    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag;
+  DELETE FROM tag_year_counts
+    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag AND papers = 0;
+  INSERT INTO tag_year_counts (year, kind, tag, papers) VALUES ({id_year_sql('new.arxiv_id')}, new.kind, new.tag, 1)
+    ON CONFLICT (year, kind, tag) DO UPDATE SET papers = papers + 1;
+END""",
+}
+
 # Counts the site reads instead of counting a million rows per request; triggers keep them
 # exact through every write (a run, a migration, a test inserting by hand), a few rows per paper.
 _COUNT_TRIGGERS = {
@@ -376,6 +431,16 @@ END""",
 {_MONTH_REMOVE}
 {_MONTH_ADD}
 END""",
+    "primary_month_counts_insert": f"""AFTER INSERT ON papers BEGIN
+{_PRIMARY_MONTH_ADD}
+END""",
+    "primary_month_counts_delete": f"""AFTER DELETE ON papers BEGIN
+{_PRIMARY_MONTH_REMOVE}
+END""",
+    "primary_month_counts_update": f"""AFTER UPDATE OF published, primary_category ON papers BEGIN
+{_PRIMARY_MONTH_REMOVE}
+{_PRIMARY_MONTH_ADD}
+END""",
 }
 
 
@@ -402,12 +467,132 @@ def _schema_v5_counts(db: sqlite_utils.Database) -> None:
         "SELECT substr(published, 1, 7), count(*), sum(version > 1) FROM papers GROUP BY 1"
     )
     for name, body in _COUNT_TRIGGERS.items():
-        db.execute(f"DROP TRIGGER IF EXISTS {name}")
-        db.execute(f"CREATE TRIGGER {name} {body}")
+        if not name.startswith("primary_month_counts"):  # schema 6's
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
+            db.execute(f"CREATE TRIGGER {name} {body}")
+
+
+def _schema_v6_trend_counts(db: sqlite_utils.Database) -> None:
+    """Counts for the Trends page, which grouped every paper or tag per request (at a million
+    papers the primary categories per year took 2.8 s and the tags per year timed out).
+
+    `primary_month_counts`: papers per month of version 1's submission and primary category.
+    `tag_year_counts`: papers per identifier year (see id_year_sql) and tag.
+    Both are filled here from the tables and then kept exact by triggers.
+    """
+    db.execute("DROP TABLE IF EXISTS primary_month_counts")
+    db.execute("DROP TABLE IF EXISTS tag_year_counts")
+    db.execute("CREATE TABLE primary_month_counts (month TEXT, primary_category TEXT, papers INTEGER NOT NULL)")
+    db.execute("CREATE UNIQUE INDEX primary_month_counts_key ON primary_month_counts (month, primary_category)")
+    db.execute(
+        "CREATE TABLE tag_year_counts (year TEXT NOT NULL, kind TEXT NOT NULL, tag TEXT NOT NULL, "
+        "papers INTEGER NOT NULL, PRIMARY KEY (year, kind, tag))"
+    )
+    db.execute(
+        "INSERT INTO primary_month_counts (month, primary_category, papers) "
+        "SELECT substr(published, 1, 7), primary_category, count(*) FROM papers GROUP BY 1, 2"
+    )
+    db.execute(
+        f"INSERT INTO tag_year_counts (year, kind, tag, papers) "
+        f"SELECT {id_year_sql('arxiv_id')}, kind, tag, count(*) FROM paper_tags GROUP BY 1, 2, 3"
+    )
+    for name, body in {**_COUNT_TRIGGERS, **_TAG_YEAR_TRIGGERS}.items():
+        if name.startswith(("primary_month_counts", "tag_year_counts")):
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
+            db.execute(f"CREATE TRIGGER {name} {body}")
+
+
+def _stored_cycle(started_at: str | None) -> str | None:
+    try:
+        return cycle_of(started_at) if started_at else None
+    except ValueError:
+        return None  # not our timestamp format: the run is then a cycle of its own
+
+
+def _schema_v7_announcement_cycle(db: sqlite_utils.Database) -> None:
+    """`runs.cycle`: the arXiv announcement cycle (harvest/cycle.py) each run started in.
+
+    The day's news (new_today, the README) is every paper first seen by the successful daily
+    harvests of the latest cycle that has one, so runs within one cycle add up. Filled here
+    for the runs already recorded, from their started_at.
+    """
+    if "cycle" not in db["runs"].columns_dict:
+        db["runs"].add_column("cycle", str)
+    for run_id, started_at in db.execute("SELECT id, started_at FROM runs WHERE cycle IS NULL").fetchall():
+        db.execute("UPDATE runs SET cycle = ? WHERE id = ?", [_stored_cycle(started_at), run_id])
+    # No index: runs holds one row per run (a few a day), and the queries read it whole.
+
+
+def _schema_v8_lookups(db: sqlite_utils.Database) -> None:
+    """Forgiving lookups (issue 12): authors by any case or by surname, arXiv categories apart
+    from MSC/ACM class codes.
+
+    paper_authors gains `name_key` and `surname_key` (harvest.lookups.author_key), the latter
+    indexed, so by_author finds "hippalgaonkar" or "K. Hippalgaonkar" from one index.
+    papers and versions gain `classifications`, the MSC/ACM codes arXiv serves among the
+    categories; a paper's codes move there from `categories` and paper_categories (so
+    category_counts, kept by its triggers, counts arXiv categories only). Versions already
+    stored keep their categories as first seen (the history is append-only); theirs is null.
+    Safe to run again.
+    """
+    authors = db.execute("SELECT count(*) FROM paper_authors WHERE 1").fetchone()[0]
+    if authors > 100_000:
+        logging.getLogger(__name__).warning(
+            "schema 8: keying %s author names for lookups, once (13 s for 460,000 measured)", f"{authors:,}"
+        )
+    if "name_key" not in db["paper_authors"].columns_dict:
+        db["paper_authors"].add_column("name_key", str)
+    if "surname_key" not in db["paper_authors"].columns_dict:
+        db["paper_authors"].add_column("surname_key", str)
+    db.conn.create_function("ai4mat_author_key", 1, author_key, deterministic=True)
+    db.conn.create_function("ai4mat_surname_key", 1, author_surname_key, deterministic=True)
+    db.execute(
+        "UPDATE paper_authors SET name_key = ai4mat_author_key(name), surname_key = ai4mat_surname_key(name) "
+        "WHERE name_key IS NULL OR surname_key IS NULL"
+    )
+    # Covering: by_author checks each author of a surname by name and groups by paper without
+    # reading the table (half the time for a common surname, benchmarks/RESULTS.md section 8).
+    db.execute("CREATE INDEX IF NOT EXISTS paper_authors_surname_key ON paper_authors (surname_key, name, arxiv_id)")
+    # A default, not an UPDATE: existing rows read '[]' without a million rows rewritten.
+    if "classifications" not in db["papers"].columns_dict:
+        db.execute("ALTER TABLE papers ADD COLUMN classifications TEXT DEFAULT '[]'")
+    if "classifications" not in db["versions"].columns_dict:
+        db.execute("ALTER TABLE versions ADD COLUMN classifications TEXT")
+    mixed = []
+    for arxiv_id, categories_json, classifications_json, updated in db.execute(
+        "SELECT arxiv_id, categories, classifications, updated FROM papers"
+    ):
+        try:
+            served = json.loads(categories_json or "[]")
+        except ValueError:
+            continue
+        categories, classifications = split_categories(served)
+        if classifications:
+            kept = json.loads(classifications_json or "[]")
+            mixed.append((arxiv_id, categories, kept + [code for code in classifications if code not in kept], updated))
+    for arxiv_id, categories, classifications, updated in mixed:
+        db.execute(
+            "UPDATE papers SET categories = ?, classifications = ? WHERE arxiv_id = ?",
+            [json.dumps(categories, ensure_ascii=False), json.dumps(classifications, ensure_ascii=False), arxiv_id],
+        )
+    # Their paper_categories rows again, as `_replace_facets` writes them; the count triggers
+    # take the codes out of category_counts.
+    db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", [(arxiv_id,) for arxiv_id, *_ in mixed])
+    db.conn.executemany(
+        "INSERT INTO paper_categories (arxiv_id, position, category, updated) VALUES (?, ?, ?, ?)",
+        [
+            (arxiv_id, position, category, updated)
+            for arxiv_id, categories, _, updated in mixed for position, category in enumerate(categories)
+            if category not in categories[:position]
+        ],
+    )
 
 
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
-MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts]
+MIGRATIONS = [
+    _schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts,
+    _schema_v6_trend_counts, _schema_v7_announcement_cycle, _schema_v8_lookups,
+]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -483,12 +668,11 @@ def close_interrupted_runs(db: sqlite_utils.Database) -> int:
 
 def start_run(db: sqlite_utils.Database, query: str, *, kind: str = "harvest") -> int:
     """Record a run as `running` (committed at once, so a crash leaves a trace) and return its id."""
-    table = db["runs"].insert(
-        {
-            "started_at": utc_now(), "query": query, "status": "running", "kind": kind,
-            "ai4mat_version": __version__,
-        }
-    )
+    started_at = utc_now()
+    run = {"started_at": started_at, "query": query, "status": "running", "kind": kind, "ai4mat_version": __version__}
+    if "cycle" in db["runs"].columns_dict:  # absent only while an older schema is being built or migrated
+        run["cycle"] = cycle_of(started_at)
+    table = db["runs"].insert(run)
     return table.last_pk
 
 
@@ -529,6 +713,7 @@ def _as_row(paper: dict) -> dict:
     row = {column: paper.get(column) for column in PAPER_COLUMNS}
     row["authors"] = json.dumps(paper["authors"], ensure_ascii=False)
     row["categories"] = json.dumps(paper["categories"], ensure_ascii=False)
+    row["classifications"] = json.dumps(paper.get("classifications") or [], ensure_ascii=False)
     return row
 
 
@@ -539,8 +724,11 @@ def _replace_facets(db: sqlite_utils.Database, papers: list[dict]) -> None:
     db.conn.executemany("DELETE FROM paper_authors WHERE arxiv_id = ?", ids)
     db.conn.executemany("DELETE FROM paper_categories WHERE arxiv_id = ?", ids)
     db.conn.executemany(
-        "INSERT INTO paper_authors (arxiv_id, position, name) VALUES (?, ?, ?)",
-        [(paper["arxiv_id"], position, name) for paper in papers for position, name in enumerate(paper["authors"])],
+        "INSERT INTO paper_authors (arxiv_id, position, name, name_key, surname_key) VALUES (?, ?, ?, ?, ?)",
+        [
+            (paper["arxiv_id"], position, name, author_key(name), author_surname_key(name))
+            for paper in papers for position, name in enumerate(paper["authors"])
+        ],
     )
     db.conn.executemany(
         "INSERT INTO paper_categories (arxiv_id, position, category, updated) VALUES (?, ?, ?, ?)",
@@ -566,6 +754,16 @@ def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
     )
 
 
+def _arxiv_categories_apart(paper: dict) -> dict:
+    """`paper` with any MSC/ACM codes among its categories moved to its classifications
+    (the parser already splits them; records from elsewhere may not)."""
+    categories, classifications = split_categories(paper.get("categories") or [])
+    if not classifications:
+        return paper
+    kept = list(paper.get("classifications") or [])
+    return {**paper, "categories": categories, "classifications": kept + [c for c in classifications if c not in kept]}
+
+
 def unique_versions(papers: Iterable[dict]) -> list[dict]:
     """Drop repeats of the same (arxiv_id, version), which paging can serve twice; keep the first."""
     seen: set[tuple[str, int]] = set()
@@ -589,7 +787,7 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], 
     default the packaged one), so the derived tables never lag `papers`.
     Runs inside the caller's transaction; it does not commit.
     """
-    papers = unique_versions(papers)
+    papers = [_arxiv_categories_apart(paper) for paper in unique_versions(papers)]
     # Highest version first, so a paper served at two versions in one run ends at the newest.
     papers.sort(key=lambda paper: -paper["version"])
     counts = RunCounts(fetched=len({paper["arxiv_id"] for paper in papers}))
@@ -641,23 +839,30 @@ def save_papers(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], 
     return counts
 
 
-def _count_keys(db: sqlite_utils.Database, arxiv_ids: list[str]) -> tuple[Counter, Counter]:
-    """How many of these papers count in each (month, has more than one version), and in each category."""
+def _count_keys(db: sqlite_utils.Database, arxiv_ids: list[str]) -> tuple[Counter, Counter, Counter]:
+    """How many of these papers count in each (month, has more than one version), in each
+    category, and in each (month, primary category)."""
     months: Counter = Counter()
     categories: Counter = Counter()
+    primary_months: Counter = Counter()
     for chunk in _chunks(arxiv_ids):
         marks = ",".join("?" * len(chunk))
-        months.update(db.execute(f"SELECT substr(published, 1, 7), version > 1 FROM papers WHERE arxiv_id IN ({marks})", chunk))
+        for month, revised, primary_category in db.execute(
+            f"SELECT substr(published, 1, 7), version > 1, primary_category FROM papers WHERE arxiv_id IN ({marks})", chunk
+        ):
+            months[month, revised] += 1
+            primary_months[month, primary_category] += 1
         categories.update(
             category for (category,) in db.execute(
                 f"SELECT category FROM paper_categories WHERE arxiv_id IN ({marks}) AND category IS NOT NULL", chunk
             )
         )
-    return months, categories
+    return months, categories, primary_months
 
 
-def _apply_count_changes(db: sqlite_utils.Database, before: tuple[Counter, Counter], after: tuple[Counter, Counter]) -> None:
-    """Change month_counts and category_counts as the count triggers would have, row by row."""
+def _apply_count_changes(db: sqlite_utils.Database, before: tuple[Counter, ...], after: tuple[Counter, ...]) -> None:
+    """Change month_counts, category_counts and primary_month_counts as the count triggers would
+    have, row by row."""
     month_changes: dict = {}
     for sign, months in ((-1, before[0]), (1, after[0])):
         for (month, updated_since), n in months.items():
@@ -682,6 +887,20 @@ def _apply_count_changes(db: sqlite_utils.Database, before: tuple[Counter, Count
         [(category, change) for category, change in category_changes.items() if change],
     )
     db.execute("DELETE FROM category_counts WHERE papers = 0")
+    primary_changes = Counter(after[2])
+    primary_changes.subtract(before[2])
+    for (month, primary_category), change in primary_changes.items():
+        if change:
+            db.execute(
+                "INSERT INTO primary_month_counts (month, primary_category, papers) SELECT ?, ?, 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM primary_month_counts WHERE month IS ? AND primary_category IS ?)",
+                [month, primary_category, month, primary_category],
+            )
+            db.execute(
+                "UPDATE primary_month_counts SET papers = papers + ? WHERE month IS ? AND primary_category IS ?",
+                [change, month, primary_category],
+            )
+    db.execute("DELETE FROM primary_month_counts WHERE papers = 0")
 
 
 def save_papers_bulk(db: sqlite_utils.Database, run_id: int, papers: Iterable[dict], *, vocabulary=None) -> RunCounts:

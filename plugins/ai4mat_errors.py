@@ -49,11 +49,27 @@ def _in_problem(key: str, value: str) -> str | None:
     return None
 
 
+def _raw_search_problem(request, exception) -> str | None:
+    """What was wrong with a `?_search=` taken as FTS5 syntax (`_searchmode=raw`), which
+    Datasette reports only as "Invalid SQL: unterminated string"."""
+    if request.args.get("_searchmode") != "raw" or exception.status != 400 or exception.title != "Invalid SQL":
+        return None
+    searches = [(key, request.args.get(key)) for key in request.args if key == "_search" or key.startswith("_search_")]
+    if not searches:
+        return None
+    key, value = searches[0]
+    return (f"{key}={value}: not a valid FTS5 query ({exception.message}); "
+            "without _searchmode=raw the words are searched as typed")
+
+
 def user_error(request, exception) -> str | None:
     """The message for a 500 that a malformed argument of `request` caused, else None."""
     if isinstance(exception, Base400):
         return None
     if isinstance(exception, DatasetteError):
+        raw_search = _raw_search_problem(request, exception)
+        if raw_search:
+            return raw_search
         if exception.status != 500:
             return None
         if str(exception.message).startswith(USER_ERROR_PREFIXES):

@@ -94,6 +94,7 @@ class BudgetedConnection:
 
     def __init__(self, conn: sqlite3.Connection, deadline: float):
         self._conn, self._deadline = conn, deadline
+        self._cursors: list[sqlite3.Cursor] = []
 
     def set_progress_handler(self, handler, n):
         if handler is None:
@@ -108,7 +109,31 @@ class BudgetedConnection:
         return self._conn.set_progress_handler(within_both, n)
 
     def cursor(self, *args):
-        return SizedCursor(self._conn.cursor(*args))
+        cursor = self._conn.cursor(*args)
+        self._cursors.append(cursor)
+        return SizedCursor(cursor)
+
+    def execute(self, *args):
+        cursor = self._conn.execute(*args)
+        self._cursors.append(cursor)
+        return cursor
+
+    def run(self, fn):
+        """fn(self), then close every cursor it opened, on this (the connection's) thread.
+
+        A cursor left mid-statement (a page cut at max_returned_rows, an error or an interrupt
+        raised between fetches) is often kept alive by an exception's traceback cycle; the
+        garbage collector then frees it on whichever thread it runs, usually the event loop's,
+        and resetting its statement waits for the connection's mutex. If that connection is
+        meanwhile running a long query, the whole server stalled until the query ended (up to
+        sql_time_limit_ms). A closed cursor holds no statement, so freeing it anywhere is free.
+        """
+        try:
+            return fn(self)
+        finally:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
 
     def __getattr__(self, name):
         return getattr(self._conn, name)
@@ -179,7 +204,7 @@ class RequestSnapshot:
             if not conn.in_transaction:
                 # Deferred: the snapshot is taken by the first statement that reads.
                 conn.execute("BEGIN")
-            return fn(self.budgeted(database, conn))
+            return self.budgeted(database, conn).run(fn)
 
     def release(self) -> None:
         with self.thread_lock:
@@ -194,7 +219,7 @@ async def _execute_fn(self: Database, fn):
         return await _original_execute_fn(self, fn)
     if not _is_live(self):
         # Immutable (or in-memory): nothing to pin, but the request's SQL still shares one limit.
-        return await _original_execute_fn(self, lambda conn: fn(snapshot.budgeted(self, conn)))
+        return await _original_execute_fn(self, lambda conn: snapshot.budgeted(self, conn).run(fn))
     # One statement at a time per request (they share a connection); other requests run
     # on their own connections meanwhile.
     async with snapshot.async_lock:

@@ -220,6 +220,21 @@ def _any(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
 
 
+def table_search_query(text: str | None) -> str:
+    """The papers table's `?_search=` as an FTS5 query: `fts_query`'s words (every one
+    required, `diffus*` a prefix), with papers having a `-word` or `NOT word` left out.
+
+    Like `fts_query` it never raises a syntax error; with nothing but negated words it matches
+    nothing (FTS5 cannot list every paper without a word).
+    """
+    text = str(text or "")
+    negatives = _NEGATED.findall(text)
+    wanted = fts_query(_NEGATED.sub(" ", text))
+    if not negatives or wanted == NO_MATCH:
+        return wanted
+    return f"{wanted} NOT {_any([_phrase(word) for word in dict.fromkeys(negatives)])}"
+
+
 # ---------------------------------------------------------------- ranking
 
 
@@ -480,9 +495,9 @@ def prepare_connection(conn):
     conn.create_function("ai4mat_match", 1, lambda text: searcher.plan(text)["match"])
     conn.create_function("ai4mat_snippet", 2, searcher.snippet)
     # The table view's ?_search= passes the text through escape_fts(), which quotes diffus* into
-    # a phrase (matching nothing) and fails on a lone " with an fts5 syntax error; give it the
-    # canned search's rules instead (?_searchmode=raw still takes FTS5 syntax as typed).
-    conn.create_function("escape_fts", 1, fts_query, deterministic=True)
+    # a phrase (matching nothing), requires "-polymer" and fails on a lone " with an fts5 syntax
+    # error; give it the canned search's rules instead (?_searchmode=raw still takes FTS5 syntax).
+    conn.create_function("escape_fts", 1, table_search_query, deterministic=True)
 
 
 def search_redirect(datasette, path: str, query_string: bytes) -> str | None:

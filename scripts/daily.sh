@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The daily job: fetch the previous database, harvest, rewrite the README section, smoke-check
 # the site, and write the file's checksum. Runs in the current directory (config.json,
-# README.md and ai4mat.db live there); the site files come from this repository.
+# README.md and ai4mat.db live there); the site files are the ones `ai4mat serve` serves
+# (harvest/site_files.py: this repository's from a checkout, else those shipped in the package).
 #
 #   AI4MAT_PREVIOUS_DB_URL  where the previous ai4mat.db is published (e.g. the latest GitHub
 #                           release asset); its checksum is read from the same release
@@ -15,15 +16,14 @@
 #   ARXIV_API_URL           the arXiv API endpoint (tests point it at a local fake).
 #   AI4MAT_DB               the database file (default ai4mat.db).
 #   AI4MAT_DOWNLOAD_RETRIES retries of that download on a transient error (default 3).
-#   PYTHON                  the interpreter with sqlite3 for the integrity check (default python3).
+#   PYTHON                  the interpreter with ai4mat installed (default python3): the integrity
+#                           check, and where the site files are.
 #   GITHUB_OUTPUT           (set by GitHub Actions) receives harvest_failed=true|false, so the
 #                           workflow can publish the record of a failure and still end red.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 db="${AI4MAT_DB:-ai4mat.db}"
-metadata="$repo/metadata.yml"
-plugins="$repo/plugins"
+site="$("${PYTHON:-python3}" -m harvest.site_files)" || { echo "daily: ${PYTHON:-python3} cannot import ai4mat's harvest package (set PYTHON)" >&2; exit 1; }
 
 log() { echo "daily: $*" >&2; }
 
@@ -107,10 +107,10 @@ ai4mat readme --db "$db"
 # Loading the site also loads the metadata (rendered for config.json, as published) and the
 # plugins; the feeds are the most fragile pages.
 rendered="$(mktemp --suffix=.json)"
-"${PYTHON:-python3}" -m harvest.site metadata --config config.json --metadata "$metadata" > "$rendered" ||
-  { rm -f "$rendered"; stop "cannot render $metadata for config.json"; }
+"${PYTHON:-python3}" -m harvest.site_config metadata --config config.json --metadata "$site/metadata.yml" > "$rendered" ||
+  { rm -f "$rendered"; stop "cannot render $site/metadata.yml for config.json"; }
 for path in / /ai4mat/new_today.json /ai4mat/feed.atom "/ai4mat/feed_search.atom?q=diffusion"; do
-  datasette "$db" --metadata "$rendered" --plugins-dir "$plugins" --template-dir "$repo/templates" --get "$path" >/dev/null ||
+  datasette "$db" --metadata "$rendered" --plugins-dir "$site/plugins" --template-dir "$site/templates" --get "$path" >/dev/null ||
     { rm -f "$rendered"; stop "smoke check failed on $path"; }
 done
 rm -f "$rendered"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Publish ai4mat.db to Fly (datasette-publish-fly) as the same site `ai4mat serve` runs:
-# immutable file, metadata.yml, plugins/, the serve settings, and the Datasette and plugin
+# immutable file, metadata.yml, plugins/ and templates/ (the site `ai4mat serve` serves, found by
+# harvest/site_files.py), the serve settings, and the Datasette and plugin
 # versions pinned in pyproject.toml. Fly can run many stateless replicas of the image.
 #
 #   FLY_APP     the Fly app name (default ai4mat-arxiv-daily); FLY_API_TOKEN authenticates flyctl
@@ -20,15 +21,16 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 db="${AI4MAT_DB:-ai4mat.db}"
 python="${PYTHON:-python3}"
+site="$("$python" -m harvest.site_files)" || { echo "publish: $python cannot import ai4mat's harvest package (set PYTHON)" >&2; exit 1; }
 
 [ -f "$db" ] || { echo "publish: $db not found (run scripts/daily.sh first)" >&2; exit 1; }
 
 config="${AI4MAT_CONFIG:-config.json}"
-[ -n "${AI4MAT_CONFIG:-}" ] || [ -f "$config" ] || config="$repo/config.json"
+[ -n "${AI4MAT_CONFIG:-}" ] || [ -f "$config" ] || config="$site/config.json"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 # The metadata as `ai4mat serve` serves it: rendered for the configured query, site and repository.
-rendered="$(mktemp -d)"
-trap 'rm -rf "$rendered"' EXIT
-"$python" -m harvest.site metadata --config "$config" --metadata "$repo/metadata.yml" > "$rendered/metadata.json"
+"$python" -m harvest.site_config metadata --config "$config" --metadata "$site/metadata.yml" > "$work/metadata.json"
 
 # Exact pins only: the Dockerfile passes them to pip unquoted.
 pins="$("$python" - "$repo/pyproject.toml" <<'PY'
@@ -53,11 +55,18 @@ while read -r pin; do
   install+=(--install "$pin")
 done <<< "$pins"
 
+# The image does not install ai4mat: the lookup rules the plugins share with the harvester
+# (harvest/lookups.py, standard library only) go beside the plugins.
+plugins="$work/plugins"
+mkdir "$plugins"
+cp -R "$site/plugins/." "$plugins/"
+cp "$("$python" -c 'import harvest.lookups as rules; print(rules.__file__)')" "$plugins/ai4mat_lookup_rules.py"
+
 datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \
-  --metadata "$rendered/metadata.json" \
-  --plugins-dir "$repo/plugins" \
-  --template-dir "$repo/templates" \
+  --metadata "$work/metadata.json" \
+  --plugins-dir "$plugins" \
+  --template-dir "$site/templates" \
   "${install[@]}" \
   --extra-options "$("$python" -m harvest.serve) --setting force_https_urls on" \
   "$@"

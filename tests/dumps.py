@@ -14,7 +14,7 @@ PAPER_TABLES = (
     "papers_fts", "papers_fts_data", "papers_fts_idx", "papers_fts_docsize", "papers_fts_config",
 )
 # Columns of `runs` that differ between two otherwise identical runs.
-RUN_CLOCK_COLUMNS = ("started_at", "finished_at")
+RUN_CLOCK_COLUMNS = ("started_at", "finished_at", "cycle")  # cycle: the announcement cycle of started_at
 
 
 def table_rows(conn: sqlite3.Connection, table: str) -> list[tuple]:

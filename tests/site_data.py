@@ -1,7 +1,7 @@
 """A small dataset built by the real harvester from the fake arXiv API, for the site's tests.
 
 Run 1 sees three papers (one old-style id), run 2 sees a new paper and a new version of
-another, run 3 fails. Titles are literal so tests can assert exact rows.
+another, run 3 fails; each run is the only one of its arXiv announcement cycle. Titles are literal so tests can assert exact rows.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from harvest.fetch import ArxivClient
 from harvest.runner import RunFailed, run_harvest
 from harvest.store import writing
 
+from .cycles import one_run_per_cycle
 from .fake_arxiv import FakeArxiv, make_paper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,12 +75,14 @@ def build_site_db(path: Path) -> None:
                 pass
             else:
                 raise AssertionError("run 3 should have failed")
+            # Three daily runs, as on three days: each the only run of its announcement cycle.
+            one_run_per_cycle(db)
 
 
 def load_metadata() -> dict:
     """metadata.yml as `ai4mat serve` serves it: rendered for the repository's config.json."""
     from harvest.config import load_config
-    from harvest.site import load_rendered_metadata
+    from harvest.site_config import load_rendered_metadata
 
     return load_rendered_metadata(METADATA_PATH, load_config(ROOT / "config.json"))
 

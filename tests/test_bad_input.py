@@ -100,8 +100,9 @@ BAD_DATABASES = {
     "gzipped-db": (lambda p: p.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 600), "{p}: not an SQLite database; refusing to touch it"),
     "header-only": (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\x10\x00"), "{p}: truncated SQLite file (18 bytes); restore it from a release"),
     "newer-schema": (
-        lambda p: sqlite_file(p, "CREATE TABLE runs (id INTEGER PRIMARY KEY)", "PRAGMA user_version = 7"),
-        f"{{p}}: written by a newer ai4mat (schema 7, this is {SCHEMA_VERSION}); upgrade ai4mat (pip install -U ai4mat) to use it",
+        lambda p: sqlite_file(p, "CREATE TABLE runs (id INTEGER PRIMARY KEY)", f"PRAGMA user_version = {SCHEMA_VERSION + 1}"),
+        f"{{p}}: written by a newer ai4mat (schema {SCHEMA_VERSION + 1}, this is {SCHEMA_VERSION}); "
+        "upgrade ai4mat (pip install -U ai4mat) to use it",
     ),
     "foreign-sqlite": (
         lambda p: sqlite_file(p, "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)", "INSERT INTO moz_places (url) VALUES ('https://arxiv.org')"),
@@ -434,7 +435,7 @@ def test_bad_config_is_one_line_and_touches_nothing(kind, harvested, fake_arxiv,
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda c: None, "{c}: config file not found"),
+        (lambda c: None, "{c}: config file not found (`ai4mat init --config {c}` writes the default one)"),
         (lambda c: c.write_bytes(b'{"query": "\xff\xfe"}'), "{c}: cannot read config file ('utf-8' codec can't decode byte 0xff in position 11: invalid start byte)"),
     ],
     ids=["missing", "not-utf8"],

@@ -147,7 +147,10 @@ def test_bad_config_is_one_line_and_touches_nothing(content, message, tmp_path, 
 
 def test_missing_config(tmp_path, db_path):
     result = invoke("harvest", "--db", db_path, "--config", tmp_path / "nope.json")
-    assert (result.exit_code, result.output) == (1, f"Error: {tmp_path / 'nope.json'}: config file not found\n")
+    assert (result.exit_code, result.output) == (1, (
+        f"Error: {tmp_path / 'nope.json'}: config file not found "
+        f"(`ai4mat init --config {tmp_path / 'nope.json'}` writes the default one)\n"
+    ))
 
 
 def test_readme_without_database(tmp_path, config_path):

@@ -19,6 +19,7 @@ from harvest.runner import run_harvest
 from harvest.store import writing
 
 from .conftest import rows
+from .cycles import the_previous_cycle
 from .fake_arxiv import FakeArxiv
 from .site_data import FIRST, FOURTH, OLD_STYLE, ROOT, SECOND_V1, SECOND_V2
 
@@ -147,6 +148,7 @@ def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, t
     fake_arxiv.papers = [FIRST, SECOND_V1, OLD_STYLE]
     with writing(yesterday) as db:
         run_harvest(db, client_for(fake_arxiv), 'all:"materials discovery"')
+        db.execute("UPDATE runs SET cycle = ?", [the_previous_cycle()])  # yesterday's announcement
     # "latest" redirects to one release; the checksum is read from that release, not from
     # latest again (here latest's own checksum is another release's).
     release.files["/latest/ai4mat.db"] = (302, release.url("/data-1/ai4mat.db").encode())

@@ -49,9 +49,11 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     assert 'app = "ai4mat-arxiv-daily"' in (out / "fly.toml").read_text()
     assert (out / "ai4mat.db").read_bytes() == db.read_bytes()
     assert (out / "plugins" / "ai4mat_search.py").read_bytes() == (PLUGINS_DIR / "ai4mat_search.py").read_bytes()
+    # The image does not install ai4mat: the lookup rules the plugins share with it go beside them.
+    assert (out / "plugins" / "ai4mat_lookup_rules.py").read_bytes() == (ROOT / "harvest" / "lookups.py").read_bytes()
     row_template = "row-ai4mat-papers.html"
     assert (out / "templates" / row_template).read_bytes() == (ROOT / "templates" / row_template).read_bytes()
-    # The metadata as `ai4mat serve` serves it: rendered for config.json (harvest/site.py).
+    # The metadata as `ai4mat serve` serves it: rendered for config.json (harvest/site_config.py).
     assert json.loads((out / "metadata.json").read_text()) == load_metadata()
     assert "{{" not in (out / "metadata.json").read_text()
 

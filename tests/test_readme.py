@@ -8,6 +8,8 @@ import sqlite_utils
 from harvest.readme import END_MARKER, START_MARKER, ReadmeError, render_section, replace_section
 from harvest.store import ensure_db_shape, finish_run, save_papers, start_run
 
+from .cycles import one_run_per_cycle
+
 SGT = ZoneInfo("Asia/Singapore")
 
 
@@ -31,11 +33,13 @@ def db():
 
 
 def record_run(db, papers, finished_at="2025-07-23T22:18:40Z"):
+    """A daily run, in an announcement cycle after the previous run's (as the original tracker ran)."""
     run_id = start_run(db, "q")
     with db.atomic():
         counts = save_papers(db, run_id, papers)
         finish_run(db, run_id, counts)
     db["runs"].update(run_id, {"finished_at": finished_at})
+    one_run_per_cycle(db)
     return run_id
 
 

@@ -70,7 +70,7 @@ def test_serve_refuses_a_missing_metadata_file(tmp_path):
     assert result.exit_code == 1
     assert result.output == (
         f"Error: serve: {tmp_path / 'metadata.yml'}: metadata file not found "
-        "(run from the repository root or pass --metadata)\n"
+        "(leave out --metadata to serve the site shipped with ai4mat)\n"
     )
 
 

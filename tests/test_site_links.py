@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from harvest.cli import cli
 from harvest.config import ConfigError, load_config, parse_config
 from harvest.readme import SITE_END_MARKER, SITE_START_MARKER, render_site_section
-from harvest.site import SiteLinks, load_rendered_metadata, site_links, user_agent
+from harvest.site_config import SiteLinks, load_rendered_metadata, site_links, user_agent
 
 from .fake_arxiv import make_paper
 from .site_data import METADATA_PATH, QUERY, ROOT, build_site_db, serving

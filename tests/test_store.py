@@ -25,11 +25,11 @@ def test_new_file_gets_the_public_schema(db_path):
     ]
     assert table_columns(db_path, "papers") == [
         "arxiv_id", "version", "title", "summary", "authors", "primary_category", "categories", "published",
-        "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "first_run", "last_run",
+        "updated", "comment", "journal_ref", "doi", "abs_url", "pdf_url", "first_run", "last_run", "classifications",
     ]
     assert table_columns(db_path, "versions") == [
         "arxiv_id", "version", "run_id", "updated", "title", "summary", "authors", "categories", "comment",
-        "journal_ref", "doi",
+        "journal_ref", "doi", "classifications",
     ]
     db = sqlite_utils.Database(db_path)
     assert db["papers"].detect_fts() == "papers_fts"
@@ -222,6 +222,15 @@ OLD_PAPERS_PER_MONTH = (
 OLD_CATEGORY_COUNTS = "select category, count(*) from paper_categories where category is not null group by category order by category"
 
 
+PRIMARY_MONTH_GROUP_BY = (
+    "select substr(published, 1, 7) as month, primary_category, count(*) from papers group by 1, 2 order by 1, 2"
+)
+
+
+def primary_month_counts(db) -> list:
+    return db.execute("select month, primary_category, papers from primary_month_counts order by 1, 2").fetchall()
+
+
 def counts_tables(db) -> tuple[list, list]:
     return (
         db.execute("select month, papers, updated_since from month_counts order by month desc").fetchall(),
@@ -244,9 +253,11 @@ def test_schema_5_counts_a_v2_file_and_triggers_keep_the_counts_exact(db_path, m
             [("2026-11", 1, 0), ("2001-02", 1, 0)],
             [("cond-mat.mtrl-sci", 2), ("cs.LG", 1)],
         )
-        schema = db.schema
+        schema = "select type, name, sql from sqlite_master order by type, name"
+        before = db.execute(schema).fetchall()
         store._schema_v5_counts(db)  # idempotent: running it again changes nothing
-        assert db.schema == schema
+        store._schema_v6_trend_counts(db)
+        assert db.execute(schema).fetchall() == before
         assert counts_tables(db)[0] == db.execute(OLD_PAPERS_PER_MONTH).fetchall()
 
     from .fake_arxiv import make_paper
@@ -273,5 +284,34 @@ def test_schema_5_counts_a_v2_file_and_triggers_keep_the_counts_exact(db_path, m
         assert counts_tables(db) == (
             db.execute(OLD_PAPERS_PER_MONTH).fetchall(), db.execute(OLD_CATEGORY_COUNTS).fetchall(),
         )
+        assert primary_month_counts(db) == db.execute(PRIMARY_MONTH_GROUP_BY).fetchall() != []
         assert ("2026-11", 1, 1) not in counts_tables(db)[0]
         assert "physics.comp-ph" not in dict(counts_tables(db)[1])
+
+
+def test_tag_year_counts_follow_paper_tags_by_identifier_year(tmp_path):
+    with writing(tmp_path / "ai4mat.db") as db:
+        run_id = store.start_run(db, "q")
+        from .fake_arxiv import make_paper
+
+        store.save_papers(db, run_id, [make_paper(1), make_paper(2)])
+        db.execute("DELETE FROM paper_tags")
+        for arxiv_id in ("2611.00001", "2611.00002", "cond-mat/9901001", "cond-mat/0102536", "math/0701001"):
+            db.execute(
+                "INSERT INTO paper_tags (arxiv_id, kind, tag, vocabulary_version) VALUES (?, 'method', 'GNN', 'v')", [arxiv_id]
+            )
+        db.execute("INSERT INTO paper_tags (arxiv_id, kind, tag, vocabulary_version) VALUES ('2611.00001', 'task', 'CSP', 'v')")
+        rows = "select year, kind, tag, papers from tag_year_counts order by 1, 2, 3"
+        assert db.execute(rows).fetchall() == [
+            ("1999", "method", "GNN", 1), ("2001", "method", "GNN", 1), ("2007", "method", "GNN", 1),
+            ("2026", "method", "GNN", 2), ("2026", "task", "CSP", 1),
+        ]
+        db.execute("UPDATE paper_tags SET tag = 'MLIP' WHERE arxiv_id = 'cond-mat/9901001'")
+        db.execute("DELETE FROM paper_tags WHERE arxiv_id = '2611.00002'")
+        db.execute("DELETE FROM paper_tags WHERE tag = 'CSP'")
+        assert db.execute(rows).fetchall() == [
+            ("1999", "method", "MLIP", 1), ("2001", "method", "GNN", 1), ("2007", "method", "GNN", 1),
+            ("2026", "method", "GNN", 1),
+        ] == db.execute(
+            f"select {store.id_year_sql('arxiv_id')}, kind, tag, count(*) from paper_tags group by 1, 2, 3 order by 1, 2, 3"
+        ).fetchall()

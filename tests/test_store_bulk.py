@@ -38,7 +38,10 @@ def test_bulk_save_stores_what_save_papers_stores():
     assert bulk_counts == daily_counts
     assert [(c.fetched, c.new, c.updated, c.refreshed) for c in bulk_counts] == [(3, 3, 0, 0), (4, 1, 1, 1)]
     # The counts too: save_papers keeps them with triggers, save_papers_bulk once per call.
-    for name in ("papers", "versions", "paper_authors", "paper_categories", "category_counts", "month_counts"):
+    for name in (
+        "papers", "versions", "paper_authors", "paper_categories", "category_counts", "month_counts",
+        "primary_month_counts", "paper_tags", "tag_year_counts",
+    ):
         assert table(bulk, name) == table(daily, name), name
     assert table(bulk, "month_counts") != []
     assert [(r["arxiv_id"], r["version"], r["run_id"]) for r in bulk.query("select * from versions order by 1, 2")] == [
@@ -85,7 +88,8 @@ def test_bulk_save_keeps_the_counts_equal_to_their_group_by_and_keeps_the_count_
         [make_paper(1), make_paper(2, published=None), make_paper(3, categories=["cs.LG", "cs.AI", "cs.LG"])],
         # a new version that moves month and categories, a paper without a date gaining a version, a repeat
         [make_paper(1, version=2, published="2001-02-01T00:00:00Z", categories=["physics.comp-ph"]),
-         make_paper(2, version=2, published=None), make_paper(3, categories=["cs.LG", "cs.AI", "cs.LG"]), make_paper(4)],
+         make_paper(2, version=2, published=None), make_paper(3, categories=["cs.LG", "cs.AI", "cs.LG"]),
+         {**make_paper(4), "primary_category": "cs.LG"}],
     ):
         run_id = start_run(db, "q")
         with db.atomic():
@@ -98,4 +102,10 @@ def test_bulk_save_keeps_the_counts_equal_to_their_group_by_and_keeps_the_count_
     assert db.execute("select category, papers from category_counts order by category").fetchall() == [
         ("cond-mat.mtrl-sci", 2), ("cs.AI", 1), ("cs.LG", 3), ("physics.comp-ph", 1),
     ] == db.execute("select category, count(*) from paper_categories group by category order by category").fetchall()
+    assert db.execute("select month, primary_category, papers from primary_month_counts order by 1, 2").fetchall() == [
+        (None, "cond-mat.mtrl-sci", 1), ("2001-02", "cond-mat.mtrl-sci", 1), ("2026-11", "cond-mat.mtrl-sci", 1),
+        ("2026-11", "cs.LG", 1),
+    ] == db.execute(
+        "select substr(published, 1, 7) m, primary_category, count(*) from papers group by 1, 2 order by 1, 2"
+    ).fetchall()
     assert db.execute(triggers).fetchall() == before != []

@@ -6,7 +6,7 @@ in its texts (`{{ query }}`, `{{ title }}`, `{% if repository_url %}`...); `ai4m
 `scripts/publish.sh` and the daily smoke check serve it rendered with these values, so a changed
 `query` shows on every page and no page links to a site or repository that is not configured.
 
-`python -m harvest.site metadata [--config FILE] [--metadata FILE]` prints the rendered
+`python -m harvest.site_config metadata [--config FILE] [--metadata FILE]` prints the rendered
 metadata as JSON, for the shell scripts.
 """
 
@@ -116,7 +116,7 @@ def load_rendered_metadata(metadata_path: str | os.PathLike, config: Config | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harvest.site", description="Print the site's metadata rendered for a config, as JSON.")
+    parser = argparse.ArgumentParser(prog="python -m harvest.site_config", description="Print the site's metadata rendered for a config, as JSON.")
     parser.add_argument("what", choices=["metadata"])
     parser.add_argument("--config", default="config.json")
     parser.add_argument("--metadata", default=str(Path(__file__).resolve().parent.parent / "metadata.yml"))
