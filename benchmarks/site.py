@@ -191,6 +191,10 @@ CANNED = [
     ("by_elements Li,Fe,P,O", "/ai4mat/by_elements?elements=Li%2CFe%2CP%2CO"),
     ("with_code", "/ai4mat/with_code?tag="),
     ("health", "/ai4mat/health"),
+    ("feed_search q=model", "/ai4mat/feed_search.atom?q=model"),
+    ("feed_search q=perovsk*", "/ai4mat/feed_search.atom?q=perovsk%2A"),
+    ("feed_category cond-mat.mtrl-sci", "/ai4mat/feed_category.atom?category=cond-mat.mtrl-sci"),
+    ("feed_tag diffusion model", "/ai4mat/feed_tag.atom?tag=diffusion+model"),
 ]
 SEARCH_BOXES = [
     ("papers search box: model", "/ai4mat/papers?_search=model"),
@@ -215,6 +219,7 @@ def data_dependent(db: Path) -> list[tuple[str, str]]:
         conn.close()
     pages = [
         ("by_author", "/ai4mat/by_author?" + urllib.parse.urlencode({"name": json.loads(authors)[0]})),
+        ("feed_author", "/ai4mat/feed_author.atom?" + urllib.parse.urlencode({"name": json.loads(authors)[0]})),
         ("paper_history", "/ai4mat/paper_history?" + urllib.parse.urlencode({"arxiv_id": arxiv_id})),
     ]
     if middle:

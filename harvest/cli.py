@@ -14,12 +14,13 @@ from . import __version__
 from .config import ConfigError, ConfigNotFound, load_config
 from .backfill import BackfillFailed, LogProgress, TerminalProgress, run_backfill
 from .fetch import ArxivClient, RecordedPages
-from .readme import ReadmeError, render_section, update_file
+from .readme import ReadmeError, render_section, render_site_section, update_file
 from .runner import RunFailed, run_harvest
 from .serve import (
-    LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, port_free, served_path, site_url,
+    LIVE, ServeError, check_files, choose_mode, datasette_argv, enable_wal, port_free, served_path, site_url, write_metadata,
 )
 from .site_files import default_config, site_files
+from .site_config import SiteError, load_rendered_metadata, site_links, user_agent
 from .enrich import enrich_all
 from .enrich.tags import VocabularyError, load_vocabulary
 from .store import StoreError, open_db, writing
@@ -49,6 +50,7 @@ def _client(config, api_url: str | None, delay: float | None, timeout: float) ->
         api_url or os.environ.get("ARXIV_API_URL") or config.api_url,
         delay_seconds=config.delay_seconds if delay is None else delay,
         timeout=(10.0, timeout),
+        user_agent=user_agent(site_links(config)),
     )
 
 
@@ -212,7 +214,7 @@ def _require_papers(command: str, db_path: str) -> None:
 @click.option("--readme", "readme_path", default="README.md", show_default=True, type=click.Path(dir_okay=False))
 @config_option
 def readme(db_path: str, readme_path: str, config_path: str):
-    """Rewrite the README's paper section: the latest announcement cycle's papers."""
+    """Rewrite the README's paper section (the latest announcement cycle's papers) and its site lines."""
     config = _load_config(config_path)
     try:
         db = open_db(db_path, create=False, writable=False)
@@ -225,9 +227,10 @@ def readme(db_path: str, readme_path: str, config_path: str):
         )
     finally:
         db.close()
+    site_section = render_site_section(config.query, site_links(config))
     path = Path(readme_path)
     try:
-        changed = update_file(path, section)
+        changed = update_file(path, section, site_section)
     except ReadmeError as error:
         raise click.ClickException(f"{path}: {error}")
     if not changed:
@@ -249,8 +252,10 @@ def readme(db_path: str, readme_path: str, config_path: str):
               help="Serve the file immutable, as published: faster start, but it must not be written while served.")
 @click.option("--check-port", is_flag=True,
               help="Only check that --host and --port can be listened on, then exit (make serve does, before harvesting).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="JSON config whose query, title, dataset_url and repository the pages show (default: config.json, if there).")
 def serve(db_path: str, port: int, host: str, metadata_path: str | None, plugins_dir: str | None,
-          templates_dir: str | None, immutable: bool, check_port: bool):
+          templates_dir: str | None, immutable: bool, check_port: bool, config_path: str | None):
     """Serve the dataset with Datasette until Ctrl-C.
 
     Live by default: a harvest may write the file meanwhile, and every page shows one
@@ -264,6 +269,11 @@ def serve(db_path: str, port: int, host: str, metadata_path: str | None, plugins
     metadata_path = metadata_path or str(site.metadata)
     plugins_dir = plugins_dir or str(site.plugins)
     templates_dir = templates_dir or str(site.templates)
+    if config_path is None and not Path(DEFAULT_CONFIG_PATH).exists():
+        config = None
+        click.echo(f"notice: no {DEFAULT_CONFIG_PATH} here: the pages name no query, site or repository", err=True)
+    else:
+        config = _load_config(config_path or DEFAULT_CONFIG_PATH)
     try:
         if check_port:
             port_free(host, port)
@@ -271,14 +281,16 @@ def serve(db_path: str, port: int, host: str, metadata_path: str | None, plugins
         check_files(db_path, metadata_path, plugins_dir)
         # Before saying "Serving at": Datasette would fail only after starting, with a traceback.
         port_free(host, port)
+        # The pages show the configured query, title, site and repository (harvest/site_config.py).
+        rendered = write_metadata(load_rendered_metadata(metadata_path, config))
         mode, reason = choose_mode(db_path, immutable=immutable)
         if mode == LIVE:
             enable_wal(db_path)
         argv = datasette_argv(
-            served_path(db_path), metadata_path=metadata_path, plugins_dir=plugins_dir, templates_dir=templates_dir,
+            served_path(db_path), metadata_path=rendered, plugins_dir=plugins_dir, templates_dir=templates_dir,
             host=host, port=port, mode=mode,
         )
-    except (ServeError, OSError) as error:
+    except (ServeError, SiteError, OSError) as error:
         raise click.ClickException(f"serve: {error}")
     click.echo(f"Serving {db_path} at {site_url(host, port)} {mode} ({reason}; Ctrl-C to stop)")
     sys.stdout.flush()

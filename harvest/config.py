@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .files import LocalFileError, read_small_file
 
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
+DEFAULT_TITLE = "ArXiv Daily – AI4MAT"
+# GitHub's owner/name: letters, digits, - _ . (no spaces, no slashes inside either part).
+_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
 # A config is a few hundred bytes; anything near this is not one.
 MAX_CONFIG_BYTES = 1_000_000
 # Keys of the original tracker that mean nothing here: accepted, announced, ignored.
@@ -36,7 +40,9 @@ class Config:
     timezone_label: str = "SGT"
     readme_max_papers: int = 100
     page_size: int = 2000
-    dataset_url: str | None = None
+    dataset_url: str | None = None  # the published site, e.g. https://example.org/
+    repository: str | None = None  # owner/name on GitHub; else $GITHUB_REPOSITORY (harvest.site_config)
+    title: str = DEFAULT_TITLE  # the site's and feeds' title
     vocabulary: str | None = None  # a user vocabulary file, extending the packaged one
     readme_tags: bool = False  # add a **Tags:** line to each README entry
     notices: tuple[str, ...] = ()
@@ -56,7 +62,9 @@ _TYPES = {
     "timezone_label": ((str,), "a short string such as SGT"),
     "readme_max_papers": ((int,), "a positive integer"),
     "page_size": ((int,), "an integer from 1 to 2000 (arXiv's maximum per request)"),
-    "dataset_url": ((str, type(None)), "the published Datasette's base URL, or null"),
+    "dataset_url": ((str, type(None)), "the published Datasette's base URL (http or https), or null"),
+    "repository": ((str, type(None)), "the GitHub repository as owner/name, or null"),
+    "title": ((str,), "a non-empty string"),
     "vocabulary": ((str, type(None)), "the path of a JSON tag vocabulary (relative to the config file), or null"),
     "readme_tags": ((bool,), "true or false"),
 }
@@ -90,6 +98,12 @@ def parse_config(raw: object, source: str = "config") -> Config:
         raise ConfigError(f'{source}: "page_size" must be {_TYPES["page_size"][1]}, got {values["page_size"]}')
     if values.get("delay_seconds", 0) < 0:
         raise ConfigError(f'{source}: "delay_seconds" must be {_TYPES["delay_seconds"][1]}')
+    if values.get("dataset_url") is not None and not values["dataset_url"].startswith(("http://", "https://")):
+        raise ConfigError(f'{source}: "dataset_url" must be {_TYPES["dataset_url"][1]}, got {values["dataset_url"]!r}')
+    if values.get("repository") is not None and not _REPOSITORY.fullmatch(values["repository"]):
+        raise ConfigError(f'{source}: "repository" must be {_TYPES["repository"][1]}, got {values["repository"]!r}')
+    if "title" in values and not values["title"].strip():
+        raise ConfigError(f'{source}: "title" must be {_TYPES["title"][1]}')
     if not values.get("api_url", "https://").startswith(("http://", "https://")):
         raise ConfigError(f'{source}: "api_url" must be {_TYPES["api_url"][1]}, got {values["api_url"]!r}')
     if "timezone" in values:

@@ -16,7 +16,9 @@ from .parse import ArxivAPIError, Feed, ParseError, parse_feed
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"ai4mat/{__version__} (+https://github.com/ai4mat/arxiv-daily-ai4mat)"
+# arXiv asks for a descriptive User-Agent; the commands add the configured repository's URL
+# (harvest.site_config.user_agent) rather than name one that may not exist.
+USER_AGENT = f"ai4mat/{__version__}"
 PAGE_SIZE = 2000  # arXiv's maximum per request
 QUERY_LIMIT = 30_000  # arXiv refuses start + max_results beyond this for one query
 RETRY_STATUSES = {406, 429} | set(range(500, 600))
@@ -74,6 +76,7 @@ class ArxivClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        user_agent: str = USER_AGENT,
     ):
         self.api_url = api_url
         self.delay_seconds = delay_seconds
@@ -86,7 +89,7 @@ class ArxivClient:
         self.response_seconds = 10 * timeout[1] if response_seconds is None else response_seconds
         self.max_response_bytes = max_response_bytes
         self.session = session or requests.Session()
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/atom+xml"})
+        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/atom+xml"})
         self.sleep = sleep or (lambda seconds: _sleep(seconds))
         self.clock = clock
         self.requests = 0

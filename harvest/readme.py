@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -13,9 +14,14 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from .files import LocalFileError, read_small_file
+from .site_config import LOCAL_SITE, SiteLinks
 
 START_MARKER = "<!-- ARXIV_PAPERS_START -->"
 END_MARKER = "<!-- ARXIV_PAPERS_END -->"
+# The dataset's query, site and repository, as configured (harvest/site_config.py); rewritten only where
+# a README has these markers.
+SITE_START_MARKER = "<!-- AI4MAT_SITE_START -->"
+SITE_END_MARKER = "<!-- AI4MAT_SITE_END -->"
 EMPTY_HEADLINE = "## 🥳 No new papers today. Take it easy and recharge!"
 
 # GitHub stops rendering a README past 512 KB; the section stays well inside that, leaving room
@@ -187,6 +193,60 @@ def render_section(
     return f"{START_MARKER}\n\n{body}\n{END_MARKER}"
 
 
+def _code(text: str) -> str:
+    """`text` as one Markdown code span, whatever backticks or line breaks it holds."""
+    text = " ".join(text.split())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def render_site_section(query: str, links: SiteLinks) -> str:
+    """The README's lines on what the dataset follows and where it lives, markers included.
+
+    Links only to what is configured (config `dataset_url`, `repository` or $GITHUB_REPOSITORY);
+    otherwise it says how to publish.
+    """
+    lines = [f"**Query:** {_code(query)} (the `query` of `config.json`: change it and run `make serve` to follow another topic)"]
+    if links.site_url:
+        page = links.page
+        lines.append(
+            f"**Site:** <{links.site_url}>: [new today]({page('ai4mat/new_today')}) · [search]({page('ai4mat/search')}) · "
+            f"[Atom feed]({page('ai4mat/feed.atom')}) · [trends]({page('-/dashboards/trends')}) · [the SQLite file]({page('ai4mat.db')}). "
+            f"Feeds per interest: `{page('ai4mat/feed_search.atom')}?q=...`, `feed_author.atom?name=...`, "
+            "`feed_category.atom?category=...`, `feed_tag.atom?tag=...`."
+        )
+    else:
+        lines.append(
+            f"**Site:** none published yet (`dataset_url` in `config.json` is not set). `make serve` serves the dataset on "
+            f"<{LOCAL_SITE}>; to publish it, deploy it (`scripts/publish.sh` deploys to Fly: set `FLY_APP` and `FLY_API_TOKEN`) "
+            "and set `dataset_url` to the site's URL."
+        )
+    if links.repository_url:
+        lines.append(
+            f"**Repository:** [{links.repository}]({links.repository_url}); the latest file: "
+            f"<{links.latest_download_url}>."
+        )
+    else:
+        lines.append(
+            "**Repository:** none configured: set `repository` (`owner/name`) in `config.json`, or run the daily "
+            "workflow in GitHub Actions, which names it in `$GITHUB_REPOSITORY`."
+        )
+    return SITE_START_MARKER + "\n\n" + "\n\n".join(lines) + "\n\n" + SITE_END_MARKER
+
+
+def replace_site_section(readme: str, section: str) -> str:
+    """`readme` with its site section replaced by `section`; unchanged where it has no site markers."""
+    start = readme.find(SITE_START_MARKER)
+    end = readme.find(SITE_END_MARKER, start if start >= 0 else 0)
+    if start < 0 and end < 0:
+        return readme
+    if start < 0 or end < 0 or readme.count(SITE_START_MARKER) > 1:
+        raise ReadmeError(f"README's {SITE_START_MARKER} / {SITE_END_MARKER} lines are unpaired or repeated; fix them by hand")
+    return readme[:start] + section + readme[end + len(SITE_END_MARKER):]
+
+
 def replace_section(readme: str, section: str) -> str:
     """`readme` with the text between the markers (inclusive) replaced by `section`.
 
@@ -207,7 +267,7 @@ def replace_section(readme: str, section: str) -> str:
     return readme[:start] + section + readme[end + len(END_MARKER):]
 
 
-def update_file(path: str | os.PathLike, section: str) -> bool:
+def update_file(path: str | os.PathLike, section: str, site_section: str | None = None) -> bool:
     """Put `section` into the README at `path` (created if missing); False if it was already there.
 
     Writes a unique temporary file beside the real file (through a symlink, beside its target)
@@ -229,6 +289,8 @@ def update_file(path: str | os.PathLike, section: str) -> bool:
     except OSError as error:
         raise ReadmeError(f"cannot read ({error.strerror or error})") from None
     new = replace_section(old, section)
+    if site_section is not None:
+        new = replace_site_section(new, site_section)
     if new == old:
         return False
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import socket
 import sqlite3
@@ -169,6 +170,33 @@ def served_path(db_path: str | os.PathLike) -> Path:
         staged.symlink_to(path)
         os.replace(staged, link)
     return link
+
+
+def _private_folder() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"ai4mat-serve-{os.getuid()}"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def write_metadata(metadata: dict) -> Path:
+    """`metadata` as a JSON file for this process's Datasette (which it becomes, keeping the pid).
+
+    The files of processes that have ended are removed, so repeated serves leave one each at most.
+    """
+    folder = _private_folder() / "metadata"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    for old in folder.glob("metadata-*.json"):
+        try:
+            os.kill(int(old.stem.removeprefix("metadata-")), 0)
+        except ProcessLookupError:
+            old.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            pass
+    path = folder / f"metadata-{os.getpid()}.json"
+    staged = folder / f".metadata-{os.getpid()}.json"
+    staged.write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
+    os.replace(staged, path)
+    return path
 
 
 def datasette_argv(

@@ -104,10 +104,16 @@ fi
 
 ai4mat readme --db "$db"
 
-# Loading the site also loads metadata.yml and the plugins; the feed is the most fragile page.
-for path in /ai4mat/new_today.json /ai4mat/feed.atom; do
-  datasette "$db" --metadata "$site/metadata.yml" --plugins-dir "$site/plugins" --template-dir "$site/templates" --get "$path" >/dev/null
+# Loading the site also loads the metadata (rendered for config.json, as published) and the
+# plugins; the feeds are the most fragile pages.
+rendered="$(mktemp --suffix=.json)"
+"${PYTHON:-python3}" -m harvest.site_config metadata --config config.json --metadata "$site/metadata.yml" > "$rendered" ||
+  { rm -f "$rendered"; stop "cannot render $site/metadata.yml for config.json"; }
+for path in / /ai4mat/new_today.json /ai4mat/feed.atom "/ai4mat/feed_search.atom?q=diffusion"; do
+  datasette "$db" --metadata "$rendered" --plugins-dir "$site/plugins" --template-dir "$site/templates" --get "$path" >/dev/null ||
+    { rm -f "$rendered"; stop "smoke check failed on $path"; }
 done
+rm -f "$rendered"
 log "smoke check passed"
 
 # Live serving (`ai4mat serve`) leaves a file in WAL mode, whose committed pages may sit in its

@@ -6,6 +6,9 @@
 #
 #   FLY_APP     the Fly app name (default ai4mat-arxiv-daily); FLY_API_TOKEN authenticates flyctl
 #   AI4MAT_DB   the database file (default ai4mat.db)
+#   AI4MAT_CONFIG  the config whose query, title, dataset_url and repository the pages show
+#               (default config.json here, else the repository's); $GITHUB_REPOSITORY, set in
+#               GitHub Actions, names the repository when the config does not
 #   PYTHON      the interpreter with ai4mat installed (default python3)
 # Extra arguments go to `datasette publish fly`: `scripts/publish.sh --generate-dir DIR` writes
 # the deployment without deploying (no account needed).
@@ -21,6 +24,13 @@ python="${PYTHON:-python3}"
 site="$("$python" -m harvest.site_files)" || { echo "publish: $python cannot import ai4mat's harvest package (set PYTHON)" >&2; exit 1; }
 
 [ -f "$db" ] || { echo "publish: $db not found (run scripts/daily.sh first)" >&2; exit 1; }
+
+config="${AI4MAT_CONFIG:-config.json}"
+[ -n "${AI4MAT_CONFIG:-}" ] || [ -f "$config" ] || config="$site/config.json"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# The metadata as `ai4mat serve` serves it: rendered for the configured query, site and repository.
+"$python" -m harvest.site_config metadata --config "$config" --metadata "$site/metadata.yml" > "$work/metadata.json"
 
 # Exact pins only: the Dockerfile passes them to pip unquoted.
 pins="$("$python" - "$repo/pyproject.toml" <<'PY'
@@ -47,14 +57,14 @@ done <<< "$pins"
 
 # The image does not install ai4mat: the lookup rules the plugins share with the harvester
 # (harvest/lookups.py, standard library only) go beside the plugins.
-plugins="$(mktemp -d)"
-trap 'rm -rf "$plugins"' EXIT
+plugins="$work/plugins"
+mkdir "$plugins"
 cp -R "$site/plugins/." "$plugins/"
 cp "$("$python" -c 'import harvest.lookups as rules; print(rules.__file__)')" "$plugins/ai4mat_lookup_rules.py"
 
 datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \
-  --metadata "$site/metadata.yml" \
+  --metadata "$work/metadata.json" \
   --plugins-dir "$plugins" \
   --template-dir "$site/templates" \
   "${install[@]}" \

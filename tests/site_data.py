@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import yaml
 
 from harvest.fetch import ArxivClient
 from harvest.runner import RunFailed, run_harvest
@@ -81,7 +80,11 @@ def build_site_db(path: Path) -> None:
 
 
 def load_metadata() -> dict:
-    return yaml.safe_load(METADATA_PATH.read_text(encoding="utf-8"))
+    """metadata.yml as `ai4mat serve` serves it: rendered for the repository's config.json."""
+    from harvest.config import load_config
+    from harvest.site_config import load_rendered_metadata
+
+    return load_rendered_metadata(METADATA_PATH, load_config(ROOT / "config.json"))
 
 
 def load_plugin():

@@ -408,7 +408,7 @@ BAD_CONFIGS = {
     "page-size-a-float": ('{"query": "q", "page_size": 10.5}', '{c}: "page_size" must be an integer from 1 to 2000 (arXiv\'s maximum per request), got 10.5'),
     "unknown-timezone": ('{"query": "q", "timezone": "Mars/Olympus_Mons"}', '{c}: unknown time zone "Mars/Olympus_Mons" (use an IANA name such as Asia/Singapore)'),
     "timezone-path-escape": ('{"query": "q", "timezone": "../../etc/passwd"}', '{c}: unknown time zone "../../etc/passwd" (use an IANA name such as Asia/Singapore)'),
-    "unknown-key": ('{"query": "q", "querry": "q"}', '{c}: unknown key "querry" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, readme_tags, timezone, timezone_label, vocabulary)'),
+    "unknown-key": ('{"query": "q", "querry": "q"}', '{c}: unknown key "querry" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, readme_tags, repository, timezone, timezone_label, title, vocabulary)'),
     "api-url-not-http": ('{"query": "q", "api_url": "file:///etc/passwd"}', "{c}: \"api_url\" must be an http(s) URL, got 'file:///etc/passwd'"),
     "readme-max-papers-negative": ('{"query": "q", "readme_max_papers": -5}', '{c}: "readme_max_papers" must be a positive integer, got -5'),
 }

@@ -55,15 +55,17 @@ def test_site_benchmark_times_every_page_a_user_reaches(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())
     labels = [r["label"] for r in summary["results"]]
-    assert labels[:6] == [
-        "home link /", "home link /ai4mat/new_today", "home link /ai4mat/new_this_week",
+    assert labels[:7] == [
+        # The freshness line's link to the run log comes first (templates/_ai4mat_freshness.html).
+        "home link /", "home link /ai4mat/runs", "home link /ai4mat/new_today", "home link /ai4mat/new_this_week",
         "home link /ai4mat/search", "home link /ai4mat/feed.atom", "home link /ai4mat/papers",
     ]
     assert "search box: papers search box: model" in labels
     # Every canned query, and each value of both facets of the papers page.
     assert sorted(label.split()[1] for label in labels if label.startswith("canned")) == sorted(
         ["search", "search", "search", "new_today", "new_this_week", "by_category", "by_category", "by_category",
-         "papers_per_month", "runs", "feed", "by_tag", "by_elements", "with_code", "health", "by_author", "paper_history"]
+         "papers_per_month", "runs", "feed", "by_tag", "by_elements", "with_code", "health", "by_author", "paper_history",
+         "feed_search", "feed_search", "feed_category", "feed_tag", "feed_author"]
     )
     halfway = next(r for r in summary["results"] if r["label"] == "canned by_category cond-mat.mtrl-sci halfway")
     assert halfway["final"] == "/ai4mat/by_category?category=cond-mat.mtrl-sci&before=2026-11-20T08%3A00%3A00Z%2C2611.00001"

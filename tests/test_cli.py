@@ -134,7 +134,7 @@ def test_original_tracker_keys_are_ignored_with_a_notice(fake_arxiv, db_path, tm
         ('{"query": "q", "timezone": "Mars/Olympus"}', 'unknown time zone "Mars/Olympus" (use an IANA name such as Asia/Singapore)'),
         ('{"query": "q", "api_url": "ftp://x"}', "\"api_url\" must be an http(s) URL, got 'ftp://x'"),
         ('{"query": "q", "page_size": 5000}', "\"page_size\" must be an integer from 1 to 2000 (arXiv's maximum per request), got 5000"),
-        ('{"query": "q", "max_result": 5}', 'unknown key "max_result" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, readme_tags, timezone, timezone_label, vocabulary)'),
+        ('{"query": "q", "max_result": 5}', 'unknown key "max_result" (known: api_url, dataset_url, delay_seconds, max_results, page_size, query, readme_max_papers, readme_tags, repository, timezone, timezone_label, title, vocabulary)'),
     ],
 )
 def test_bad_config_is_one_line_and_touches_nothing(content, message, tmp_path, db_path):

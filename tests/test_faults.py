@@ -33,7 +33,7 @@ from .fake_arxiv import FakeArxiv, make_paper
 
 QUERY = 'cat:cond-mat.mtrl-sci AND all:"inverse design"'
 PAGE = 10
-USER_AGENT = f"ai4mat/{__version__} (+https://github.com/ai4mat/arxiv-daily-ai4mat)"
+USER_AGENT = f"ai4mat/{__version__}"
 TRANSIENT = ("http500", "http503", "http429", "http406", "timeout", "reset", "cut", "truncated", "empty", "html200")
 REPO = Path(__file__).resolve().parent.parent
 

@@ -29,7 +29,7 @@ def test_first_run_pages_politely_and_stores_everything(fake_arxiv, client_for, 
         for start, size in [(0, 3), (3, 3), (6, 1)]
     ]
     for request in fake_arxiv.requests:
-        assert request.headers["User-Agent"] == f"ai4mat/{__version__} (+https://github.com/ai4mat/arxiv-daily-ai4mat)"
+        assert request.headers["User-Agent"] == f"ai4mat/{__version__}"
         assert request.headers["Accept"] == "application/atom+xml"
     # No wait before the first request; each later one waits what is left of the 3 s.
     assert len(sleeps) == 2 and all(2.5 < wait <= 3.0 for wait in sleeps)

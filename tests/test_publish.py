@@ -53,7 +53,9 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     assert (out / "plugins" / "ai4mat_lookup_rules.py").read_bytes() == (ROOT / "harvest" / "lookups.py").read_bytes()
     row_template = "row-ai4mat-papers.html"
     assert (out / "templates" / row_template).read_bytes() == (ROOT / "templates" / row_template).read_bytes()
-    assert json.loads((out / "metadata.json").read_text())["databases"] == load_metadata()["databases"]
+    # The metadata as `ai4mat serve` serves it: rendered for config.json (harvest/site_config.py).
+    assert json.loads((out / "metadata.json").read_text()) == load_metadata()
+    assert "{{" not in (out / "metadata.json").read_text()
 
     # Run the image's commands here: inspect, then serve with a request instead of a port.
     inspect = next(line for line in dockerfile if line.startswith("RUN datasette inspect"))
@@ -143,7 +145,7 @@ def test_readme_generated_parts_are_up_to_date():
 def test_readme_lists_every_canned_query_and_keeps_the_paper_markers_once():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for name in load_metadata()["databases"]["ai4mat"]["queries"]:
-        assert f"- [`{name}`](https://ai4mat-arxiv-daily.fly.dev/ai4mat/{name})" in readme
+        assert re.search(rf"^- `{name}`[ :]", readme, re.M), name
     # The README writer cuts at the markers: they must appear once, after this section.
     assert readme.count(START_MARKER) == readme.count(END_MARKER) == 1
     assert readme.index("## The public dataset") < readme.index(START_MARKER)
