@@ -383,25 +383,23 @@ def id_year_sql(column: str) -> str:
 
 # Tags per identifier year, for the Trends page. paper_tags is written per paper by the enricher
 # (a few rows a paper, all deleted and rewritten when a paper changes), so its triggers stay on
-# in the bulk path too.
+# in the bulk path too; a whole-file `enrich_all` recounts instead (tag_year_counts_recounted).
+_TAG_YEAR_ADD = f"""  INSERT INTO tag_year_counts (year, kind, tag, papers) VALUES ({id_year_sql('new.arxiv_id')}, new.kind, new.tag, 1)
+    ON CONFLICT (year, kind, tag) DO UPDATE SET papers = papers + 1;"""
+_TAG_YEAR_REMOVE = f"""  UPDATE tag_year_counts SET papers = papers - 1
+    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag;
+  DELETE FROM tag_year_counts
+    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag AND papers = 0;"""
 _TAG_YEAR_TRIGGERS = {
     "tag_year_counts_insert": f"""AFTER INSERT ON paper_tags BEGIN
-  INSERT INTO tag_year_counts (year, kind, tag, papers) VALUES ({id_year_sql('new.arxiv_id')}, new.kind, new.tag, 1)
-    ON CONFLICT (year, kind, tag) DO UPDATE SET papers = papers + 1;
+{_TAG_YEAR_ADD}
 END""",
     "tag_year_counts_delete": f"""AFTER DELETE ON paper_tags BEGIN
-  UPDATE tag_year_counts SET papers = papers - 1
-    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag;
-  DELETE FROM tag_year_counts
-    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag AND papers = 0;
+{_TAG_YEAR_REMOVE}
 END""",
     "tag_year_counts_update": f"""AFTER UPDATE OF arxiv_id, kind, tag ON paper_tags BEGIN
-  UPDATE tag_year_counts SET papers = papers - 1
-    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag;
-  DELETE FROM tag_year_counts
-    WHERE year = {id_year_sql('old.arxiv_id')} AND kind = old.kind AND tag = old.tag AND papers = 0;
-  INSERT INTO tag_year_counts (year, kind, tag, papers) VALUES ({id_year_sql('new.arxiv_id')}, new.kind, new.tag, 1)
-    ON CONFLICT (year, kind, tag) DO UPDATE SET papers = papers + 1;
+{_TAG_YEAR_REMOVE}
+{_TAG_YEAR_ADD}
 END""",
 }
 
