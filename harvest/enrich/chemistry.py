@@ -11,9 +11,13 @@ words ("In", "As", "lead to") are not elements.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
+from typing import Iterator
 
 import periodictable
+
+from .tags import trie_regex
 
 MAX_TEXT = 20_000  # abstracts are ~2 KB; longer input is cut so hostile text stays fast
 
@@ -62,12 +66,32 @@ _FORMULA = re.compile(rf"^(?:(?:{_SYMBOL})(?:{_COUNT})?|\((?:(?:{_SYMBOL})(?:{_C
 _SYMBOL_TOKEN = re.compile(rf"(?:{_SYMBOL})")
 _SPACE_GROUP = re.compile(r"^[PIFCRAB][0-9]+(?:/[a-z]+)?$|^[PIFCRAB][a-z]?[-−]?[0-9]+[a-z]*$")
 
-_NAME_WORD = re.compile(r"(?<![\w-])[A-Za-z]{3,14}(?![\w])")
-_SYSTEM = re.compile(rf"(?<![\w-])(?=[A-Z])((?:{_SYMBOL})(?:[-–](?:{_SYMBOL})){{1,7}})(?![\w-])")
+# The patterns below start with a choice of literals, not with the lookbehind that says where
+# a word starts: Python's regex engine then skips to the places where one can begin instead of
+# trying every character (~40 ns each); `_matches_at_word_starts` checks the word start.
+# An element name alone or with one more letter ("carbons"), as a whole word of letters; the
+# names as a trie, so the engine branches on letters instead of trying 97 names at each one.
+_NAME_WORD = re.compile("(?:" + trie_regex(list(_NAMES)) + r")[a-z]?(?![\w])")
+# The words _NAME_WORD can match: a text with none of them (most abstracts) is not scanned.
+_NAME_FORMS = frozenset([*_NAMES, *(name + letter for name in _NAMES for letter in string.ascii_lowercase)])
+_LETTER_RUN = re.compile("[a-z]+")
+_SYSTEM = re.compile(rf"((?:{_SYMBOL})(?:[-–](?:{_SYMBOL})){{1,7}})(?![\w-])")
 _SYMBOL_LIST = re.compile(
-    rf"(?<![\w-])(?=[A-Z])((?:{_SYMBOL})(?:(?:\s*,\s*|\s*/\s*|,?\s+and\s+|,?\s+or\s+)(?:{_SYMBOL})){{1,20}})(?![\w-])"
+    rf"((?:{_SYMBOL})(?:(?:\s*,\s*|\s*/\s*|,?\s+and\s+|,?\s+or\s+)(?:{_SYMBOL})){{1,20}})(?![\w-])"
 )
-_LONE_SYMBOL = re.compile(rf"(?<![\w\-$\\])(?=[A-Z])({_SYMBOL})(?=[- ])")
+_LONE_SYMBOL = re.compile(rf"({_SYMBOL})(?=[- ])")
+
+
+def _matches_at_word_starts(pattern: re.Pattern, text: str, not_after: str = "-") -> Iterator[re.Match]:
+    """What `(?<![\\w<not_after>])<pattern>` would find with finditer, in order."""
+    position = 0
+    while (match := pattern.search(text, position)) is not None:
+        start = match.start()
+        if start and (text[start - 1] in not_after or text[start - 1].isalnum() or text[start - 1] == "_"):
+            position = start + 1  # a match inside a word: look again from the next character
+            continue
+        yield match
+        position = match.end()
 
 
 @dataclass(frozen=True)
@@ -138,16 +162,32 @@ def parse_formula(written: str) -> Formula | None:
     return Formula(formula, written, "generic" if placeholders else "compound", tuple(dict.fromkeys(real)))
 
 
+_SEPARATORS = frozenset(",;:!?\"'“”‘’")  # with whitespace: what ends a `_WORD`
+
+
+def _words_with_hint(text: str) -> Iterator[str]:
+    """Each word of `_WORD` that holds a `_FORMULA_HINT`, in order: found from the hints (a few
+    per abstract) rather than by testing each of its ~250 words."""
+    word_end = 0
+    for hint in _FORMULA_HINT.finditer(text):
+        if hint.start() < word_end:
+            continue  # a second hint in the same word
+        start = hint.start()
+        while start and not (text[start - 1] in _SEPARATORS or text[start - 1].isspace()):
+            start -= 1
+        word = _WORD.match(text, start)
+        word_end = word.end()
+        yield word.group(0)
+
+
 def find_formulas(text: str | None) -> list[Formula]:
     """Each distinct formula in the text, in order of first appearance."""
     if not text:
         return []
     text = text[:MAX_TEXT]
     found: dict[str, Formula] = {}
-    for match in _WORD.finditer(text):
-        if not _FORMULA_HINT.search(match.group(0)):
-            continue  # most words: no capital followed by a digit, a capital or LaTeX
-        word = _strip_word(match.group(0))
+    for whole_word in _words_with_hint(text):
+        word = _strip_word(whole_word)
         if len(word) < 2 or not word[0].isupper() and word[0] not in "($(\\":
             continue
         if len(word) > 2 and word[1:].isalpha() and word[1:].islower():
@@ -168,17 +208,11 @@ def find_formulas(text: str | None) -> list[Formula]:
 def _name_elements(text: str) -> set[str]:
     elements = set()
     lowered = text.lower()
-    words = set(_NAME_WORD.findall(lowered))
-    named = {word if word in _NAMES else word[:-1] for word in words if word in _NAMES or word[:-1] in _NAMES}
-    if not named:
-        return elements
-    # Only texts that name an element are walked word by word, for the context that ambiguous names need.
-    for match in _NAME_WORD.finditer(lowered):
-        name = match.group(0)
-        if name not in named:
-            name = name[:-1]
-            if name not in named:
-                continue
+    if _NAME_FORMS.isdisjoint(_LETTER_RUN.findall(lowered)):
+        return elements  # a name is a whole run of letters, so no run is a name: none here
+    for match in _matches_at_word_starts(_NAME_WORD, lowered):
+        word = match.group(0)
+        name = word if word in _NAMES else word[:-1]
         if name in _AMBIGUOUS_NAMES:
             after = lowered[match.end() : match.end() + 30]
             if not re.match(_CHEMISTRY_AFTER, after, re.IGNORECASE):
@@ -200,19 +234,19 @@ def find_elements(text: str | None, formulas: list[Formula] | None = None) -> se
         formulas = find_formulas(text)
     elements = {symbol for formula in formulas for symbol in formula.elements}
     elements |= _name_elements(text)
-    for match in _SYSTEM.finditer(text):
+    for match in _matches_at_word_starts(_SYSTEM, text):
         parts = re.split(r"[-–]", match.group(1))
         real = [part for part in parts if part in ELEMENTS]
         # "I-V", "C-H": a system needs a two-letter symbol to tell it from such abbreviations.
         if len(real) == len(parts) and any(len(part) == 2 for part in parts):
             elements.update(real)
-    for match in _SYMBOL_LIST.finditer(text):
+    for match in _matches_at_word_starts(_SYMBOL_LIST, text):
         parts = re.split(r"\s*,\s*|\s*/\s*|,?\s+and\s+|,?\s+or\s+", match.group(1))
         if all(part in ELEMENTS for part in parts):
             unambiguous = [part for part in parts if len(part) == 2 and part not in _AMBIGUOUS_SYMBOLS]
             if len(unambiguous) >= 2 or len(parts) >= 3 and unambiguous:
                 elements.update(parts)
-    for match in _LONE_SYMBOL.finditer(text):
+    for match in _matches_at_word_starts(_LONE_SYMBOL, text, not_after="-$\\"):
         symbol = match.group(1)
         if symbol in ELEMENTS and len(symbol) == 2 and symbol not in _AMBIGUOUS_SYMBOLS:
             if _MATERIAL_WORD_AFTER.match(text, match.end()):

@@ -213,7 +213,6 @@ class _WordStartMatcher:
 
     def __init__(self, rules: tuple[TagRule, ...]):
         self.by_prefix: dict[str, list[tuple[int, str, re.Pattern, bool]]] = {}
-        self.key_lengths: set[int] = set()
         scanned: dict[int, list[str]] = {}
         for index, rule in enumerate(rules):
             for alternative in (part for pattern in rule.alternatives for part in _expand_leading_group(pattern)):
@@ -227,16 +226,23 @@ class _WordStartMatcher:
                     self.by_prefix.setdefault(key, []).append(
                         (index, literal if acronym else literal.lower(), compiled, acronym)
                     )
-                    self.key_lengths.add(len(key))
                 else:
                     scanned.setdefault(index, []).append(alternative)
         self.scanned = [
             (index, re.compile(_combined(alternatives, "vocabulary", str(index)))) for index, alternatives in scanned.items()
         ]
-        self.key_lengths_desc = sorted(self.key_lengths, reverse=True)
+        # The starts regex captures the longest key at a word start; the keys found there are it
+        # and those of its prefixes that are keys, longest first.
+        self.with_prefixes: dict[str, list[tuple[int, str, re.Pattern, bool]]] = {
+            key: [candidate for length in range(len(key), 0, -1) for candidate in self.by_prefix.get(key[:length], ())]
+            for key in self.by_prefix
+        }
         # One regex finds the word starts where some key begins (a trie, so sre branches on
         # letters instead of trying hundreds of alternatives): the Python loop visits only those.
-        self.starts = re.compile(r"(?<![\w-])(?=" + _trie_regex(list(self.by_prefix)) + ")", re.IGNORECASE)
+        # Run on the lower-cased text; `\b` rather than a lookbehind `(?<![\w-])` lets the engine
+        # skip ahead (2.5x faster); a key begins with a letter or digit, so `\b` there means "not
+        # after a word character", and `count` drops the starts that follow a hyphen.
+        self.starts = re.compile(r"\b(?=(" + trie_regex(list(self.by_prefix)) + "))")
 
     def count(self, text: str) -> dict[int, int]:
         """Rule index -> number of word starts in `text` where one of the rule's patterns matches."""
@@ -244,24 +250,21 @@ class _WordStartMatcher:
         if len(lowered) != len(text):  # rare Unicode whose lower case is longer ("İ"): keep positions
             lowered = "".join(char if len(char.lower()) != 1 else char.lower() for char in text)
         hits: dict[int, set[int]] = {}
-        by_prefix = self.by_prefix
-        lengths = self.key_lengths_desc
-        for start in self.starts.finditer(text):
+        with_prefixes = self.with_prefixes
+        for start in self.starts.finditer(lowered):
             position = start.start()
-            for length in lengths:
-                candidates = by_prefix.get(lowered[position : position + length])
-                if not candidates:
-                    continue
-                for index, literal, compiled, acronym in candidates:
-                    if (text if acronym else lowered).startswith(literal, position) and compiled.match(text, position):
-                        hits.setdefault(index, set()).add(position)
+            if position and lowered[position - 1] == "-":
+                continue
+            for index, literal, compiled, acronym in with_prefixes[start.group(1)]:
+                if (text if acronym else lowered).startswith(literal, position) and compiled.match(text, position):
+                    hits.setdefault(index, set()).add(position)
         for index, pattern in self.scanned:
             for match in pattern.finditer(text):
                 hits.setdefault(index, set()).add(match.start())
         return {index: len(positions) for index, positions in hits.items()}
 
 
-def _trie_regex(words: list[str]) -> str:
+def trie_regex(words: list[str]) -> str:
     """A regex matching any of `words` (at least one character each), as a trie."""
     trie: dict = {}
     for word in words:
