@@ -285,3 +285,33 @@ def test_quality_on_the_dev_papers_meets_the_targets():
 def test_text_whose_lower_case_is_longer_keeps_its_positions():
     # "İ" lower-cases to two characters; matching must not shift onto the wrong words.
     assert [t.tag for t in paper_tags("İİİ: Diffusion models for MOFs", "", None)] == ["MOF", "diffusion model"]
+
+
+# The scans find a match first and check its word start after (benchmarks/RESULTS.md, section 7):
+# a match refused because it starts inside a word must not hide one that starts within it.
+@pytest.mark.parametrize("text, elements", [
+    ("x-Fe–Co–Ni alloys", ["Co", "Ni"]),  # "Fe–Co–Ni" follows a hyphen; "Co–Ni" follows an en dash
+    ("aNd, Sm, Gd and Tb magnets", ["Gd", "Sm", "Tb"]),  # "Nd" is inside "aNd"
+    ("pre-Pt-based catalysts", []),
+    ("pre-Pt-based catalysts and Pt-based ones", ["Pt"]),
+    ("non-graphene and graphene oxide, ironclad iron-rich tins of tin oxide", ["Fe", "Sn"]),
+    ("The xPt catalysts", []),
+])
+def test_elements_count_only_matches_at_word_starts(text, elements):
+    assert sorted(find_elements(text)) == elements
+
+
+def test_tags_count_only_mentions_at_word_starts():
+    # "pre-DFT" follows a hyphen: one mention in the text, below DFT's two.
+    assert [tag.tag for tag in paper_tags("x", "pre-DFT studies and non-DFT ones", None)] == []
+    assert [(tag.tag, tag.mentions) for tag in paper_tags("x", "pre-DFT and DFT, then DFT", None)] == [("DFT", 2)]
+
+
+def test_links_and_availability_need_what_every_match_holds():
+    text = "see HTTPS://GitHub.com/a/b and WWW.zenodo.org/record/1 or materialsproject.org."
+    assert [(link.url, link.kind) for link in find_links(text, "summary")] == [
+        ("HTTPS://GitHub.com/a/b", "code"), ("WWW.zenodo.org/record/1", "data"), ("materialsproject.org", "data"),
+    ]
+    assert find_links("A model of H2O.ai-like size, 0.5 eV per atom", "summary") == []
+    assert code_available_no_url("The code is AVAILABLE on request.", None, []) is True
+    assert code_available_no_url("We study codes of conduct.", None, []) is False
