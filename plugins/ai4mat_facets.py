@@ -22,6 +22,12 @@ The long form sends a click on a value to a canned query instead:
           query: by_category      # the value links to /<db>/by_category?category=<value>
           parameter: category
 
+`counts_sql` (optional) gives the unfiltered counts as (value, count) rows from a table the
+store keeps exact (e.g. `select category, papers from category_counts`): read in the request's
+own snapshot, so it is right in live mode too, where no startup count can be trusted, and at a
+million papers it costs a few hundred rows instead of a scan of every child row. If it fails
+(an older file without that table), the child table is counted as without it.
+
 A `_through` page costs time in proportion to the parents having the value (1.2-4.0 s for a
 category at a million papers, benchmarks/RESULTS.md section 6); a canned query can read one
 page of them from an index. The link goes to the query from a filtered page too: Datasette
@@ -150,10 +156,20 @@ class ChildFacet(Facet):
         query_path = self.ds.urls.query(self.database, query)
         return lambda value: query_path + "?" + urllib.parse.urlencode({parameter: value})
 
-    async def _counts(self, child_table: str, column: str, fk: dict, limit: int) -> list[tuple] | None:
+    async def _counts(self, child_table: str, column: str, fk: dict, limit: int,
+                      counts_sql: str | None = None) -> list[tuple] | None:
         """(value, count) pairs, most frequent first, over the filtered rows; None if timed out."""
         db = self.ds.get_database(self.database)
         unfiltered = self._is_unfiltered()
+        if unfiltered and isinstance(counts_sql, str):
+            try:
+                rows = await self.ds.execute(
+                    self.database, f"select * from ({counts_sql}) order by 2 desc, 1 limit {limit}",
+                    truncate=False, custom_time_limit=self.ds.setting("facet_time_limit_ms"),
+                )
+                return [(row[0], row[1]) for row in rows.rows]
+            except (sqlite3.Error, QueryInterrupted):
+                pass  # count the child table instead
         key = _cache_key(db, child_table, column, limit)
         if unfiltered and key in _UNFILTERED:
             return _UNFILTERED[key]
@@ -188,7 +204,7 @@ class ChildFacet(Facet):
             spec = config.get("simple") or f"{config.get('table')}.{config.get('column')}"
             child_table, column, fk = await self._child_spec(spec)
             query_link = self._query_link(config)
-            rows = await self._counts(child_table, column, fk, facet_size + 1)
+            rows = await self._counts(child_table, column, fk, facet_size + 1, config.get("counts_sql"))
             if rows is None:
                 facets_timed_out.append(spec)
                 continue
