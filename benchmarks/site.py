@@ -207,7 +207,10 @@ def data_dependent(db: Path) -> list[tuple[str, str]]:
     """A real author and paper id from the file, for by_author and paper_history."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        arxiv_id, authors = conn.execute("select arxiv_id, authors from papers order by rowid desc limit 1").fetchone()
+        # An arXiv id, not one of the ids benchmarks/scale_copy.py makes up for copies (2601.00001x3).
+        arxiv_id, authors = conn.execute(
+            "select arxiv_id, authors from papers where arxiv_id not like '%x%' order by rowid desc limit 1"
+        ).fetchone()
         # A page of by_category halfway through its largest category (keyset paging with `before`).
         category = conn.execute("select category from paper_categories group by category order by count(*) desc limit 1").fetchone()
         middle = conn.execute(
@@ -221,6 +224,7 @@ def data_dependent(db: Path) -> list[tuple[str, str]]:
         ("by_author", "/ai4mat/by_author?" + urllib.parse.urlencode({"name": json.loads(authors)[0]})),
         ("feed_author", "/ai4mat/feed_author.atom?" + urllib.parse.urlencode({"name": json.loads(authors)[0]})),
         ("paper_history", "/ai4mat/paper_history?" + urllib.parse.urlencode({"arxiv_id": arxiv_id})),
+        ("related", "/ai4mat/related?" + urllib.parse.urlencode({"arxiv_id": arxiv_id})),
     ]
     if middle:
         before = f"{middle[0]},{middle[1]}"
@@ -246,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"facets ready after {wait_for_startup_counts(site, args.immutable):.0f} s")
         pages = [(f"home link {path}", path) for path in home_links(site)]
         pages += [(f"search box: {label}", path) for label, path in SEARCH_BOXES]
-        pages += [(f"canned {label}", path) for label, path in CANNED + data_dependent(args.db)]
+        canned = data_dependent(args.db)
+        pages += [(f"canned {label}", path) for label, path in CANNED + canned]
+        paper = urllib.parse.parse_qs(urllib.parse.urlsplit(dict(canned)["related"]).query)["arxiv_id"][0]
+        pages.append(("row page of a paper", "/ai4mat/papers/" + urllib.parse.quote(paper, safe="")))
         pages += [(f"facet click {label}", path) for label, path in facet_clicks(site, args.facet_values)]
         results = []
         for label, path in pages:
