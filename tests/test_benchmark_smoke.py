@@ -68,7 +68,7 @@ def test_site_benchmark_times_every_page_a_user_reaches(tmp_path):
          "feed_search", "feed_search", "feed_category", "feed_tag", "feed_author"]
     )
     row_page = next(r for r in summary["results"] if r["label"] == "row page of a paper")
-    assert (row_page["status"], row_page["final"].startswith("/ai4mat/papers/2611.")) == (200, True)
+    assert (row_page["status"], row_page["final"].startswith("/ai4mat/papers/")) == (200, True), row_page["final"]
     halfway = next(r for r in summary["results"] if r["label"] == "canned by_category cond-mat.mtrl-sci halfway")
     assert halfway["final"] == "/ai4mat/by_category?category=cond-mat.mtrl-sci&before=2026-11-20T08%3A00%3A00Z%2C2611.00001"
     # A click on a category opens by_category (metadata.yml), not the papers table filtered by _through.
