@@ -50,7 +50,7 @@ import urllib.parse
 
 from datasette import hookimpl
 from datasette.database import QueryInterrupted
-from datasette.facets import Facet
+from datasette.facets import ColumnFacet, Facet
 from datasette.utils import escape_sqlite, path_with_added_args, path_with_removed_args
 from datasette.utils.asgi import BadRequest
 
@@ -107,6 +107,13 @@ def _cache_key(db, child_table: str, column: str, limit: int) -> tuple | None:
     return None if file_key is None else (*file_key, child_table, column, limit)
 
 
+def _is_unfiltered(facet: Facet) -> bool:
+    # The table view's facet SQL is "select <columns> from <table> <where>"; without a where
+    # clause the counts are of the whole table.
+    unfiltered = re.compile(r"select .* from " + re.escape(escape_sqlite(facet.table)) + r"\s*", re.S)
+    return not facet.params and unfiltered.fullmatch(facet.sql) is not None
+
+
 class ChildFacet(Facet):
     """Counts of a child table's column over the rows the table view currently shows."""
 
@@ -134,10 +141,7 @@ class ChildFacet(Facet):
         raise BadRequest(f"_facet_child={spec}: {problem}")
 
     def _is_unfiltered(self) -> bool:
-        # The table view's facet SQL is "select <columns> from <table> <where>"; without a where
-        # clause the child table can be counted whole, through its own index.
-        unfiltered = re.compile(r"select .* from " + re.escape(escape_sqlite(self.table)) + r"\s*", re.S)
-        return not self.params and unfiltered.fullmatch(self.sql) is not None
+        return _is_unfiltered(self)
 
     def _single_equality(self) -> tuple[str, str] | None:
         """(column, value) when the page is filtered by exactly `column = value`, else None."""
@@ -238,9 +242,68 @@ class ChildFacet(Facet):
         return facet_results, facets_timed_out
 
 
+class CountedColumnFacet(ColumnFacet):
+    """Datasette's column facet, whose unfiltered counts come from `counts_sql` when it answers.
+
+        facets:
+          - counted:
+              column: primary_category
+              counts_sql: select primary_category, sum(papers) from primary_month_counts group by 1
+
+    Grouping a million papers by primary category took ~104 ms of SQL per papers page; the
+    store keeps those counts exact in primary_month_counts. Filtered pages count their rows as
+    Datasette does.
+    """
+
+    type = "counted"
+
+    async def suggest(self):
+        return []
+
+    async def facet_results(self):
+        configs = [source_and_config["config"] for source_and_config in self.get_configs()]
+        unfiltered = _is_unfiltered(self)
+        if not unfiltered or not all(isinstance(config.get("counts_sql"), str) for config in configs):
+            return await super().facet_results()
+        facet_size = self.get_facet_size()
+        facet_results = []
+        for config in configs:
+            column = config.get("column") or config.get("simple")
+            try:
+                rows = await self.ds.execute(
+                    self.database, f"select * from ({config['counts_sql']}) order by 2 desc, 1 limit {facet_size + 1}",
+                    truncate=False, custom_time_limit=self.ds.setting("facet_time_limit_ms"),
+                )
+            except (sqlite3.Error, QueryInterrupted):
+                return await super().facet_results()  # an older file without the table
+            values = [(row[0], row[1]) for row in rows.rows if row[0] is not None]
+            expanded = await self.ds.expand_foreign_keys(self.database, self.table, column, [value for value, _ in values])
+            column_qs = f"{column}__exact" if column.startswith("_") else column
+            facet_results.append({
+                "name": column,
+                "type": self.type,
+                "hideable": False,
+                "toggle_url": self.ds.urls.path(path_with_removed_args(self.request, {"_facet": column})),
+                "results": [
+                    {
+                        "value": value,
+                        "label": expanded.get((column, value), value),
+                        "count": count,
+                        "toggle_url": self.ds.absolute_url(
+                            self.request, self.ds.urls.path(path_with_added_args(self.request, {column_qs: value}))
+                        ),
+                        "selected": False,  # an unfiltered page selects nothing
+                    }
+                    for value, count in values[:facet_size]
+                ],
+                "truncated": len(values) > facet_size,
+            })
+        return facet_results, []
+
+
 @hookimpl
 def register_facet_classes():
-    return [ChildFacet]
+    return [ChildFacet, CountedColumnFacet]
 
 
 def _facet_size(datasette, table_metadata: dict) -> int:
@@ -282,6 +345,19 @@ def _count_all(path: str, jobs: list[tuple], keep: int) -> None:
         conn.close()
 
 
+def _column_facets(table_metadata: dict) -> list[str]:
+    """The columns of a table's configured column facets, plain (`- primary_category`) or counted."""
+    columns = []
+    for config in table_metadata.get("facets", []):
+        if isinstance(config, str):
+            columns.append(config)
+        elif isinstance(config, dict) and isinstance(config.get("counted"), dict):
+            column = config["counted"].get("column")
+            if isinstance(column, str):
+                columns.append(column)
+    return columns
+
+
 async def _startup_jobs(datasette, db) -> list[tuple]:
     """(kind, cache key, SQL) for each configured child facet of `db`'s tables."""
     jobs = []
@@ -307,9 +383,9 @@ async def _startup_jobs(datasette, db) -> list[tuple]:
                     row[1]: (row[2] or "").upper() for row in conn.execute(f"PRAGMA table_info({escape_sqlite(table)})")
                 }
             )
-            for parent_column in table_metadata.get("facets", []):
+            for parent_column in _column_facets(table_metadata):
                 # Text columns only: the filter's value arrives as text, and "2" = 2 would not match here.
-                if isinstance(parent_column, str) and types.get(parent_column) == "TEXT":
+                if types.get(parent_column) == "TEXT":
                     key = (_file_key(db), table, parent_column, child_table, column)
                     jobs.append(("within", key, _within_sql(table, parent_column, keys[0], child_table, column)))
     return jobs

@@ -554,8 +554,8 @@ def search_redirect(datasette, path: str, query_string: bytes) -> str | None:
     million papers); the canned search ranks the newest matches and answers in milliseconds.
     Only the HTML page is redirected: the JSON API keeps the table's search.
     """
-    if path != datasette.urls.table(DATABASE, TABLE):
-        return None
+    if DATABASE not in datasette.databases or path != datasette.urls.table(DATABASE, TABLE):
+        return None  # another Datasette's databases: nothing of ours to redirect
     args = urllib.parse.parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True)
     searches = [value for key, value in args if key == "_search"]
     if not searches:

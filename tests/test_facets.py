@@ -216,15 +216,27 @@ async def test_unfiltered_category_and_tag_counts_come_from_the_count_tables(sit
         by_category = conn.execute(
             "select category, count(*) from paper_categories group by 1 order by 2 desc, 1").fetchall()
         by_tag = conn.execute("select tag, count(*) from paper_tags group by 1 order by 2 desc, 1").fetchall()
+        by_primary = conn.execute(
+            "select primary_category, count(*) from papers group by 1 order by 2 desc, 1").fetchall()
     assert by_tag, "the site data has tags"
     facets = await facets_of(live_datasette_for(path), "/ai4mat/papers.json")
     assert counts(facets[CATEGORIES]) == by_category
     assert counts(facets["paper_tags.tag"]) == by_tag
+    assert counts(facets["primary_category"]) == by_primary
+    assert [value["toggle_url"] for value in facets["primary_category"]["results"]] == [
+        f"http://localhost/ai4mat/papers.json?primary_category={urllib.parse.quote(value)}" for value, _ in by_primary
+    ]
     # Read from the tables, not counted: a count table changed by hand shows.
     with sqlite3.connect(path) as conn:
         conn.execute("update category_counts set papers = papers + 100 where category = 'physics.comp-ph'")
+        conn.execute("update primary_month_counts set papers = papers + 100 where primary_category = 'cs.LG'")
     facets = await facets_of(live_datasette_for(path), "/ai4mat/papers.json")
     assert counts(facets[CATEGORIES])[0] == ("physics.comp-ph", by_category[-1][1] + 100)
+    assert counts(facets["primary_category"])[0] == ("cs.LG", dict(by_primary)["cs.LG"] + 100)
+    # A filtered page counts its rows as Datasette does.
+    facets = await facets_of(live_datasette_for(path), "/ai4mat/papers.json?primary_category=cs.LG")
+    assert counts(facets["primary_category"]) == [("cs.LG", dict(by_primary)["cs.LG"])]
+    assert facets["primary_category"]["results"][0]["selected"] is True
     # A file without the table (an older schema) is counted as before.
     with sqlite3.connect(path) as conn:
         conn.execute("drop table category_counts")
@@ -233,3 +245,39 @@ async def test_unfiltered_category_and_tag_counts_come_from_the_count_tables(sit
     # A filtered page counts its own papers.
     facets = await facets_of(live_datasette_for(path), "/ai4mat/papers.json?primary_category=cond-mat.mtrl-sci")
     assert counts(facets[CATEGORIES]) == [("cond-mat.mtrl-sci", 3), ("cs.LG", 2), ("physics.comp-ph", 1)]
+
+
+def test_the_markdown_cell_hook_goes_only_when_no_column_needs_it(site_db, tmp_path):
+    # datasette-render-markdown read the plugin configuration for every cell (~48 ms of a 100-row
+    # papers page at a million papers) though no column here is markdown. In a process of its
+    # own: the hook registry is global.
+    import subprocess
+    import sys
+
+    notes = tmp_path / "notes.db"
+    with sqlite3.connect(notes) as conn:
+        conn.execute("create table notes (id integer primary key, body_markdown text)")
+        conn.execute("insert into notes (body_markdown) values ('**bold**')")
+    script = f"""
+import asyncio
+from datasette.app import Datasette
+from datasette.plugins import pm
+from tests.site_data import PLUGINS_DIR, load_metadata
+
+def hooked():
+    return "render_markdown" in [pm.get_name(impl.plugin) for impl in pm.hook.render_cell.get_hookimpls()]
+
+async def main():
+    notes = Datasette([{str(notes)!r}], plugins_dir=str(PLUGINS_DIR))
+    await notes.invoke_startup()
+    page = (await notes.client.get("/notes/notes")).text
+    print(hooked(), "<strong>bold</strong>" in page)
+    site = Datasette([], immutables=[{str(site_db)!r}], metadata=load_metadata(), plugins_dir=str(PLUGINS_DIR))
+    await site.invoke_startup()
+    print(hooked(), (await site.client.get("/ai4mat/papers")).status_code)
+
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=PLUGINS_DIR.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["True True", "False 200"]

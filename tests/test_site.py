@@ -80,7 +80,8 @@ def test_metadata_describes_every_column_of_the_schema():
         assert sorted(tables[table]["columns"]) == sorted(db[table].columns_dict), table
     assert tables["papers"]["sort_desc"] == "updated"
     assert tables["papers"]["facets"] == [
-        "primary_category",
+        {"counted": {"column": "primary_category",
+                     "counts_sql": "select primary_category, sum(papers) from primary_month_counts group by 1"}},
         {"child": {"table": "paper_categories", "column": "category", "query": "by_category", "parameter": "category",
                    "counts_sql": "select category, papers from category_counts"}},
         {"child": {"table": "paper_tags", "column": "tag", "query": "by_tag", "parameter": "tags",
