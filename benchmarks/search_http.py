@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     began = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "harvest", "serve", "--db", str(args.db), "--port", str(port)],
+        [sys.executable, "-m", "harvest", "serve", "--db", str(args.db.resolve()), "--port", str(port), "--immutable"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
