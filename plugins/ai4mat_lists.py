@@ -209,7 +209,7 @@ async def paper_list(datasette, database: str, query: str, request, rows) -> dic
         score = _value(row, "score")
         papers.append({
             "arxiv_id": arxiv_id,
-            "href": datasette.urls.row(database, "papers", tilde_encode(arxiv_id)),
+            "href": str(datasette.urls.row(database, "papers", tilde_encode(arxiv_id))),  # plain str: see _query_href
             "title": " ".join((_value(row, "title") or arxiv_id).split()),
             "version": version if isinstance(version, int) else None,
             "status": _value(row, "status"),
