@@ -101,6 +101,14 @@ def _file_key(db) -> tuple | None:
     return (os.path.realpath(db.path), stat.st_size, stat.st_mtime_ns)
 
 
+def _live_file_key(request, db) -> tuple | None:
+    """The key of a database served live, for the committed state this request reads, or None
+    when that state cannot be named (plugins/ai4mat_live.py, RequestSnapshot.state_of)."""
+    snapshot = request.scope.get("ai4mat.snapshot") if request is not None else None
+    state = snapshot.state_of(db) if hasattr(snapshot, "state_of") else None
+    return None if state is None else ("live", os.path.realpath(db.path), state)
+
+
 def _cache_key(db, child_table: str, column: str, limit: int) -> tuple | None:
     """The key of a whole-table count in _UNFILTERED, or None for a database that may change."""
     file_key = _file_key(db)
@@ -179,9 +187,12 @@ class ChildFacet(Facet):
             return _UNFILTERED[key]
         equality = self._single_equality()
         if equality is not None:
-            within = _WITHIN.get((_file_key(db), self.table, equality[0], child_table, column))
+            file_key = _file_key(db) if not db.is_mutable else _live_file_key(self.request, db)
+            within = _WITHIN.get((file_key, self.table, equality[0], child_table, column)) if file_key else None
             if within is not None:
                 return within.get(equality[1], [])[:limit]
+            if db.is_mutable and file_key is not None:
+                await _start_live_counts(self.ds, db, self.request.scope["ai4mat.snapshot"])
         where = f"{escape_sqlite(column)} is not null"
         if not unfiltered:
             child_key, parent_key = escape_sqlite(fk["column"]), escape_sqlite(fk["other_column"])
@@ -323,10 +334,23 @@ def _within_sql(table: str, parent_column: str, fk: dict, child_table: str, colu
     )
 
 
-def _count_all(path: str, jobs: list[tuple], keep: int) -> None:
-    """Run the startup counts on a connection of this thread and fill the caches as each ends."""
+def _count_all(path: str, jobs: list[tuple], keep: int, begin=None) -> None:
+    """Run the startup counts on a connection of this thread and fill the caches as each ends.
+
+    With `begin` (a file served live), the counts are made inside one read transaction whose
+    committed state `begin` names, and filed under that name; counts of older states are
+    dropped. If the state cannot be named (a commit meanwhile), nothing is filed.
+    """
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     try:
+        if begin is not None:
+            state = begin(conn, path)
+            if state is None:
+                return
+            file_key = ("live", os.path.realpath(path), state)
+            jobs = [(kind, (file_key, *key[1:]), sql) for kind, key, sql in jobs if kind == "within"]
+            for old in [key for key in _WITHIN if key[0] and key[0][:2] == file_key[:2] and key[0] != file_key]:
+                _WITHIN.pop(old, None)
         for kind, key, sql in jobs:
             rows = conn.execute(sql).fetchall()
             if kind == "unfiltered":
@@ -359,7 +383,8 @@ def _column_facets(table_metadata: dict) -> list[str]:
 
 
 async def _startup_jobs(datasette, db) -> list[tuple]:
-    """(kind, cache key, SQL) for each configured child facet of `db`'s tables."""
+    """(kind, cache key, SQL) for each configured child facet of `db`'s tables (for a database
+    served live the keys' first part, its file's state, is None: the counting thread names it)."""
     jobs = []
     tables = datasette.metadata("tables", database=db.name) or {}
     for table, table_metadata in tables.items():
@@ -389,6 +414,40 @@ async def _startup_jobs(datasette, db) -> list[tuple]:
                     key = (_file_key(db), table, parent_column, child_table, column)
                     jobs.append(("within", key, _within_sql(table, parent_column, keys[0], child_table, column)))
     return jobs
+
+
+# Databases served live whose counts are being made: path -> thread.
+_LIVE_COUNTING: dict[str, threading.Thread] = {}
+
+
+async def _start_live_counts(datasette, db, snapshot) -> None:
+    """Count within each configured column facet's values for the committed state a file served
+    live is in, in a background thread, unless one is counting already. Until they are filed, a
+    filtered page counts with SQL (at a million papers its child facets then time out)."""
+    path = os.path.realpath(db.path)
+    running = _LIVE_COUNTING.get(path)
+    if running is not None and running.is_alive():
+        return
+    jobs = await _startup_jobs(datasette, db)
+    if not any(kind == "within" for kind, _, _ in jobs):
+        return
+    settled = snapshot.settled_seconds
+
+    def begin(conn, path):
+        # Wait until the file has been left unwritten long enough for its state to be named.
+        for _ in range(2):
+            state = snapshot.begin_settled(conn, path, settled)
+            if state is not None or not conn.in_transaction:
+                return state
+            conn.rollback()
+            time.sleep(settled)
+        return None
+
+    keep = datasette.setting("max_returned_rows") + 1
+    thread = threading.Thread(target=_count_all, args=(path, jobs, keep, begin), daemon=True,
+                              name=f"ai4mat-facet-counts-live-{db.name}")
+    _LIVE_COUNTING[path] = thread
+    thread.start()
 
 
 @hookimpl
