@@ -349,7 +349,7 @@ def _count_all(path: str, jobs: list[tuple], keep: int, begin=None) -> None:
                 return
             file_key = ("live", os.path.realpath(path), state)
             jobs = [(kind, (file_key, *key[1:]), sql) for kind, key, sql in jobs if kind == "within"]
-            for old in [key for key in _WITHIN if key[0] and key[0][:2] == file_key[:2] and key[0] != file_key]:
+            for old in [key for key in list(_WITHIN) if key[0] and key[0][:2] == file_key[:2] and key[0] != file_key]:
                 _WITHIN.pop(old, None)
         for kind, key, sql in jobs:
             rows = conn.execute(sql).fetchall()
