@@ -34,6 +34,11 @@ page of them from an index. The link goes to the query from a filtered page too:
 0.65 names the `_through` filter's parameter `p0` like the first column filter's, so in
 `?primary_category=X&_through=...` both compare with the category (wrong rows, usually none).
 
+Counts within each value of a column facet (a click on a primary category) are made once: at
+startup for an immutable file, and for a file served live once per committed state, in a
+thread, filed under the state's name (plugins/ai4mat_live.py) and used only by requests that
+read that state.
+
 Loaded with `datasette --plugins-dir plugins`: imports only Datasette and the standard library.
 """
 
