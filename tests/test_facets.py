@@ -249,7 +249,7 @@ async def test_unfiltered_category_and_tag_counts_come_from_the_count_tables(sit
     assert counts(facets[CATEGORIES]) == [("cond-mat.mtrl-sci", 3), ("cs.LG", 2), ("physics.comp-ph", 1)]
 
 
-def test_the_markdown_cell_hook_goes_only_when_no_column_needs_it(site_db, tmp_path):
+async def test_the_markdown_cell_hook_goes_only_when_no_column_needs_it(site_db, tmp_path):
     # datasette-render-markdown read the plugin configuration for every cell (~48 ms of a 100-row
     # papers page at a million papers) though no column here is markdown. In a process of its
     # own: the hook registry is global.
