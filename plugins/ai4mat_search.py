@@ -596,7 +596,8 @@ def render_cell(value, column, table, database, datasette):
         return None
     if column in ("arxiv_id", "related_id") and value:
         # Row URLs tilde-encode the key: cond-mat/0102536 -> cond-mat~2F0102536.
-        href = datasette.urls.row(database, "papers", tilde_encode(value))
+        # str(): Datasette's PrefixedUrlString calls dir(str) on each method html.escape calls.
+        href = str(datasette.urls.row(database, "papers", tilde_encode(value)))
         return Markup(f'<a href="{html.escape(href)}">{html.escape(value)}</a>')
     if column == "snippet":
         # Escape first: abstracts are plain text and may contain "<script>".
