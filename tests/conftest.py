@@ -55,3 +55,13 @@ def rows(path, sql, params=()):
         return list(db.query(sql, params))
     finally:
         db.close()
+
+
+@pytest.fixture(scope="module")
+def site_db(tmp_path_factory):
+    """The site's test file (site_data.build_site_db), built once per test module that asks."""
+    from .site_data import build_site_db
+
+    path = tmp_path_factory.mktemp("site") / "ai4mat.db"
+    build_site_db(path)
+    return path

@@ -20,7 +20,7 @@ from harvest.runner import run_harvest
 from harvest.store import open_db, writing
 
 from .fake_arxiv import FIXTURES, FakeArxiv, make_paper
-from .site_data import PLUGINS_DIR, QUERY, build_site_db, serving
+from .site_data import PLUGINS_DIR, QUERY, serving
 from .test_site import datasette_for, get_rows
 
 REAL = {p["arxiv_id"]: p for p in json.loads((FIXTURES / "ai4mat" / "papers.json").read_text(encoding="utf-8"))["papers"]}
@@ -229,13 +229,6 @@ async def test_ris_records_survive_an_abstract_that_contains_er(export_db):
 
 
 # ---------------------------------------------------------------- which pages export
-
-
-@pytest.fixture(scope="module")
-def site_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("site") / "ai4mat.db"
-    build_site_db(path)
-    return path
 
 
 @pytest.mark.asyncio

@@ -11,18 +11,11 @@ import urllib.parse
 import pytest
 from datasette.app import Datasette
 
-from .site_data import PLUGINS_DIR, build_site_db, load_metadata
+from .site_data import PLUGINS_DIR, load_metadata
 from .test_site import datasette_for
 
 CATEGORIES = "paper_categories.category"
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def site_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("facets") / "ai4mat.db"
-    build_site_db(path)
-    return path
 
 
 async def facets_of(ds, path: str) -> dict:

@@ -34,7 +34,7 @@ from harvest.cli import cli
 from .browser import Chromium
 from .fake_arxiv import FakeArxiv
 from .hostile_data import AUTHORS_500, hostile_papers
-from .site_data import METADATA_PATH, PLUGINS_DIR, ROOT, build_site_db, chromium_binary, load_metadata, serving
+from .site_data import METADATA_PATH, PLUGINS_DIR, ROOT, chromium_binary, load_metadata, serving
 from .test_search_related import real_papers, store
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -139,13 +139,6 @@ def listed(parser: PaperItems) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- in process, the small dataset
-
-
-@pytest.fixture(scope="module")
-def site_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lists") / "ai4mat.db"
-    build_site_db(path)
-    return path
 
 
 def datasette_for(path: Path, metadata: dict | None = None) -> Datasette:

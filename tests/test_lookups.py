@@ -222,15 +222,6 @@ def test_lookups_read_indexes_not_every_row(tmp_path):
 # ---------------------------------------------------------------- the site
 
 
-@pytest.fixture(scope="module")
-def site_db(tmp_path_factory):
-    from .site_data import build_site_db
-
-    path = tmp_path_factory.mktemp("lookups-site") / "ai4mat.db"
-    build_site_db(path)
-    return path
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("query", ["paper_history", "related"])
 @pytest.mark.parametrize("arxiv_id, forms", [

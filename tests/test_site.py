@@ -18,7 +18,7 @@ from harvest.config import load_config
 from harvest.store import open_db
 
 from .cycles import one_run_per_cycle
-from .site_data import PLUGINS_DIR, ROOT, build_site_db, load_metadata, load_plugin
+from .site_data import PLUGINS_DIR, ROOT, load_metadata, load_plugin
 
 QUERIES = (
     "new_today", "new_this_week", "search", "by_author", "by_category", "by_tag", "by_elements", "with_code",
@@ -26,13 +26,6 @@ QUERIES = (
     "feed_search", "feed_author", "feed_category", "feed_tag",
 )
 HOSTILE = ['"', "AND (", "*", "'; drop", "title:x OR", "NEAR(a b)", ")(", "-", "a\x00b", "😀 \u00a0", '""""', "'", "^x"]
-
-
-@pytest.fixture(scope="module")
-def site_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("site") / "ai4mat.db"
-    build_site_db(path)
-    return path
 
 
 def datasette_for(path) -> Datasette:
