@@ -433,22 +433,23 @@ def tag_year_counts_recounted(db: sqlite_utils.Database) -> Iterator[None]:
                 db.execute(f"CREATE TRIGGER {name} {_TAG_YEAR_TRIGGERS[name]}")
 
 
+# A paper's category added to and removed from category_counts (a null category counts nowhere).
+_CATEGORY_ADD = """  INSERT INTO category_counts (category, papers) SELECT new.category, 1 WHERE new.category IS NOT NULL
+    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;"""
+_CATEGORY_REMOVE = """  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
+  DELETE FROM category_counts WHERE category = old.category AND papers = 0;"""
 # Counts the site reads instead of counting a million rows per request; triggers keep them
 # exact through every write (a run, a migration, a test inserting by hand), a few rows per paper.
 _COUNT_TRIGGERS = {
-    "category_counts_insert": """AFTER INSERT ON paper_categories WHEN new.category IS NOT NULL BEGIN
-  INSERT INTO category_counts (category, papers) VALUES (new.category, 1)
-    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
+    "category_counts_insert": f"""AFTER INSERT ON paper_categories WHEN new.category IS NOT NULL BEGIN
+{_CATEGORY_ADD}
 END""",
-    "category_counts_delete": """AFTER DELETE ON paper_categories WHEN old.category IS NOT NULL BEGIN
-  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
-  DELETE FROM category_counts WHERE category = old.category AND papers = 0;
+    "category_counts_delete": f"""AFTER DELETE ON paper_categories WHEN old.category IS NOT NULL BEGIN
+{_CATEGORY_REMOVE}
 END""",
-    "category_counts_update": """AFTER UPDATE OF category ON paper_categories BEGIN
-  UPDATE category_counts SET papers = papers - 1 WHERE category = old.category;
-  DELETE FROM category_counts WHERE category = old.category AND papers = 0;
-  INSERT INTO category_counts (category, papers) SELECT new.category, 1 WHERE new.category IS NOT NULL
-    ON CONFLICT (category) DO UPDATE SET papers = papers + 1;
+    "category_counts_update": f"""AFTER UPDATE OF category ON paper_categories BEGIN
+{_CATEGORY_REMOVE}
+{_CATEGORY_ADD}
 END""",
     "month_counts_insert": f"""AFTER INSERT ON papers BEGIN
 {_MONTH_ADD}

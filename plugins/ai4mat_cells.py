@@ -22,7 +22,7 @@ MARKDOWN_PLUGIN = "render_markdown"  # its entry point's name
 
 def renders_markdown_cells(datasette) -> bool:
     """Whether any configuration asks datasette-render-markdown to render cells."""
-    for database, db in datasette.databases.items():
+    for database in datasette.databases:
         if datasette.plugin_config("datasette-render-markdown", database=database):
             return True
         for table in (datasette.metadata("tables", database=database) or {}):

@@ -111,7 +111,11 @@ def _live_file_key(request, db) -> tuple | None:
     when that state cannot be named (plugins/ai4mat_live.py, RequestSnapshot.state_of)."""
     snapshot = request.scope.get("ai4mat.snapshot") if request is not None else None
     state = snapshot.state_of(db) if hasattr(snapshot, "state_of") else None
-    return None if state is None else ("live", os.path.realpath(db.path), state)
+    return None if state is None else _live_key(db.path, state)
+
+
+def _live_key(path: str, state: tuple) -> tuple:
+    return ("live", os.path.realpath(path), state)
 
 
 def _cache_key(db, child_table: str, column: str, limit: int) -> tuple | None:
@@ -352,7 +356,7 @@ def _count_all(path: str, jobs: list[tuple], keep: int, begin=None) -> None:
             state = begin(conn, path)
             if state is None:
                 return
-            file_key = ("live", os.path.realpath(path), state)
+            file_key = _live_key(path, state)
             jobs = [(kind, (file_key, *key[1:]), sql) for kind, key, sql in jobs if kind == "within"]
             for old in [key for key in list(_WITHIN) if key[0] and key[0][:2] == file_key[:2] and key[0] != file_key]:
                 _WITHIN.pop(old, None)
