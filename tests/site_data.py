@@ -131,12 +131,7 @@ def serving(db_path: Path, *options: str, startup_seconds: float = 30) -> Iterat
             out.seek(0)
             yield process, base, out.readline()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def chromium_binary() -> str:
@@ -147,3 +142,13 @@ def chromium_binary() -> str:
             pytest.fail("chromium is not installed, and CI is set: .ci/run installs it (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install -y chromium); the browser tests need it")
     return binary
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a server process, killing it if it has not exited 10 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

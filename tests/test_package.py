@@ -30,7 +30,7 @@ from harvest.cli import cli
 from harvest.site_files import site_files
 
 from .fake_arxiv import FakeArxiv, make_paper
-from .site_data import build_site_db, free_port, serving
+from .site_data import build_site_db, free_port, serving, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 # What pyproject.toml maps into harvest/site/: globs, so files added later are expected too.
@@ -181,12 +181,7 @@ def test_installed_ai4mat_inits_harvests_and_serves_in_an_empty_folder(installed
             loaded = {plugin["name"] for plugin in json.loads(body)}
             assert {f"{path.name}" for path in (ROOT / "plugins").glob("*.py")} <= loaded
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def fetch_or_none(url: str) -> int | None:
