@@ -123,11 +123,7 @@ class Chromium:
 
     def open(self, url: str, width: int, height: int) -> list[str]:
         """Load `url` in a `width` x `height` viewport (a phone's below 600 px); the URLs it requested."""
-        self.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
-            session=True,
-        )
+        self._viewport(width, height)
         self.events.clear()
         self.send("Page.navigate", {"url": url}, session=True)
         self.wait_for("Page.loadEventFired")
@@ -136,17 +132,32 @@ class Chromium:
         ]
         return requested
 
+    def _viewport(self, width: int, height: int) -> None:
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+            session=True,
+        )
+
     def dom(self) -> str:
         return self.evaluate("document.documentElement.outerHTML")
 
     def screenshot(self, path: Path, max_height: int = 2400) -> None:
         """The page from its top, as tall as it is up to `max_height`, as a PNG."""
-        width, height = self.evaluate("[document.documentElement.clientWidth, document.documentElement.scrollHeight]")
-        shot = self.send(
-            "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True,
-             "clip": {"x": 0, "y": 0, "width": width, "height": min(height, max_height), "scale": 1}},
-            session=True,
+        width, height, viewport = self.evaluate(
+            "[document.documentElement.clientWidth, document.documentElement.scrollHeight, window.innerHeight]"
         )
+        tall = min(height, max_height)
+        # The viewport grown to the shot's height, then put back: captureBeyondViewport did the
+        # same but took 1.4 s a shot (30 s of the list pages' test) against 0.2 s.
+        self._viewport(width, tall)
+        try:
+            shot = self.send(
+                "Page.captureScreenshot",
+                {"format": "png", "clip": {"x": 0, "y": 0, "width": width, "height": tall, "scale": 1}},
+                session=True,
+            )
+        finally:
+            self._viewport(width, viewport)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
