@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -328,3 +329,23 @@ def test_same_day_reruns_switch_latest_atomically(workdir, fake_arxiv, release, 
     assert [(r["id"], r["new"], r["updated"]) for r in rows(db, "select * from runs")] == [(1, 2, 0), (2, 1, 1), (3, 1, 0)]
     assert served_log[-1] == {"tag": releases[-1]["tag"], "db": sha256(db), "sha": (workdir / "ai4mat.db.sha256").read_text()}
     assert [s["tag"] for s in served_log if s["tag"]][-1] == releases[-1]["tag"]
+
+
+def test_the_smoke_check_names_each_page_that_fails_and_exits_1(tmp_path):
+    """The daily job's smoke check loads the site once and asks each page; a page that breaks
+    (here the Atom feed's SQL) is named with its status, and the job stops before releasing."""
+    from harvest import smoke
+    from harvest.site_config import load_rendered_metadata
+    from harvest.site_files import site_files
+
+    from .site_data import build_site_db
+
+    db = tmp_path / "ai4mat.db"
+    build_site_db(db)
+    site = site_files()
+    metadata = load_rendered_metadata(site.metadata, None)
+    assert asyncio.run(smoke.failures(db, metadata, site.plugins, site.templates)) == []
+    metadata["databases"]["ai4mat"]["queries"]["feed"]["sql"] = "select title from nowhere"
+    assert asyncio.run(smoke.failures(db, metadata, site.plugins, site.templates)) == ["/ai4mat/feed.atom answered HTTP 400"]
+    missing = subprocess.run([sys.executable, "-m", "harvest.smoke", "--db", str(tmp_path / "none.db")], cwd=tmp_path, capture_output=True, text=True)
+    assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", f"smoke: {tmp_path / 'none.db'}: no such file\n")
