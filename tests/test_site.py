@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import shutil
 import sqlite3
@@ -590,3 +591,38 @@ async def test_paging_through_by_tag_and_by_elements_returns_every_paper_once_in
     # The list page links to the next page when there is one.
     listing = (await ds.client.get(f"/ai4mat/{query}?" + urllib.parse.urlencode({parameter: value}))).text
     assert len(re.findall(r'<p class="next-page"><a href="([^"]+)" rel="next">', listing)) == (len(pages) > 1)
+
+
+def test_word_counts_are_shared_by_connections_to_one_file_and_start_afresh_at_a_commit(tmp_path):
+    """Datasette opens one connection per SQL thread: each counting a query's words for itself
+    made its first request on each of them slow at a million papers. Counts and plans are kept
+    per file state, so a second connection reuses them, and a commit (new papers) recounts."""
+    path = tmp_path / "ai4mat.db"
+    db = open_db(path)
+    db["runs"].insert({"id": 1, "started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "ok"})
+
+    def add(numbers):
+        with db.conn:
+            db["papers"].insert_all({
+                "arxiv_id": f"2611.{n:05d}", "version": 1, "title": "Alloy design", "summary": "An alloy study.",
+                "authors": "[]", "categories": "[]", "first_run": 1, "last_run": 1,
+            } for n in numbers)
+
+    add(range(3))
+    plugin = load_plugin()
+    first, second = (plugin.Searcher(sqlite3.connect(path)) for _ in range(2))
+    issued = []
+    second.conn.set_trace_callback(issued.append)
+    first.search("alloy")
+    assert first.count('"alloy"') == 3
+    second.search("alloy")
+    assert not any("count(*)" in sql for sql in issued)  # the first connection's counts were used
+    assert second.plan("alloy") is first.plan("alloy")
+    add(range(3, 5))
+    issued.clear()
+    assert second.count('"alloy"') == 5  # the commit changed the file: counted again
+    assert any("count(*)" in sql for sql in issued)
+    assert first.plan("alloy") is second.plan("alloy")
+    assert [rowid for rowid, _ in json.loads(first.search("alloy"))] == [5, 4, 3, 2, 1]
+    first.conn.close(), second.conn.close()
+    db.close()
