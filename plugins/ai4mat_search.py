@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import html
+import itertools
 import json
 import math
 import os
@@ -34,6 +35,8 @@ MAX_TERMS = 16
 MIN_PREFIX = 4
 _MARKED = re.compile(r"\*\*(.+?)\*\*", re.S)
 _WORD_RE = re.compile(r"\w+")
+_WORD_SPLIT = re.compile(r"(\w+)")
+_ASCII_WORD_SPLIT = re.compile(r"(\w+)", re.ASCII)
 SYNONYMS_PATH = Path(__file__).with_name("ai4mat_synonyms.json")
 
 # Words that carry no topic in a researcher's query. Domain words (model, material, learning)
@@ -289,6 +292,22 @@ def _file_state(path: str) -> tuple:
     return tuple(state)
 
 
+class _Marks(dict):
+    """lower-cased word -> whether the snippet marks it: its stem is one of `whole` or it starts
+    with one of `prefixes`. Filled as words are first seen, so a page's snippets stem each distinct
+    word once."""
+
+    def __init__(self, whole: set[str], prefixes: tuple[str, ...]):
+        super().__init__()
+        self.whole, self.prefixes = whole, prefixes
+
+    def __missing__(self, word: str) -> bool:
+        if len(self) > 100_000:
+            self.clear()
+        marked = self[word] = _stem(word) in self.whole or word.startswith(self.prefixes)
+        return marked
+
+
 class Searcher:
     """Ranks papers for free text on one SQLite connection (Datasette opens one per thread)."""
 
@@ -495,17 +514,23 @@ class Searcher:
         """
         if not text:
             return text
-        whole, prefixes, candidates = self.snippet_terms(q)
-        starts = [token.start() for token in _WORD_RE.finditer(text)]
-        if not starts:
+        marks = self.snippet_terms(q)
+        # One split gives every word and, from the lengths, where it starts: [gap, word, gap, ...].
+        # Split lower-cased (ASCII text: the faster ASCII \w, the same words), unless lower-casing
+        # changed the length (a rare letter): then the text as it is, and each word lower-cased.
+        lowered_text = text.lower()
+        if len(lowered_text) == len(text):
+            pieces = (_ASCII_WORD_SPLIT if text.isascii() else _WORD_SPLIT).split(lowered_text)
+            lowered = pieces[1::2]
+        else:
+            pieces = _WORD_SPLIT.split(text)
+            lowered = [word.lower() for word in pieces[1::2]]
+        if not lowered:
             return text
-        hits = []  # token numbers of the words to mark, in order
-        if candidates is not None:
-            for found in candidates.finditer(text):
-                word = found.group().lower()
-                if _stem(word) in whole or any(word.startswith(p) for p in prefixes):
-                    hits.append(bisect.bisect_left(starts, found.start()))
-        count = len(starts)
+        starts = list(itertools.accumulate(map(len, pieces)))[0:-1:2]
+        ends = [start + len(word) for start, word in zip(starts, pieces[1::2])]
+        hits = [number for number, word in enumerate(lowered) if marks[word]]  # the words to mark, in order
+        count = len(lowered)
         first, last = 0, count
         if count > SNIPPET_TOKENS:
             # The window of SNIPPET_TOKENS words holding the most marked words, earliest first.
@@ -517,19 +542,19 @@ class Searcher:
                     best, first = high - low + 1, max(0, min(hits[low], count - SNIPPET_TOKENS))
             last = first + SNIPPET_TOKENS
         marked = set(hits)
-        pieces = ["…"] if first > 0 else []
+        parts = ["…"] if first > 0 else []
         cursor = starts[first] if first > 0 else 0
         for number in range(first, last):
             if number in marked:
-                end = _WORD_RE.match(text, starts[number]).end()
-                pieces.append(text[cursor : starts[number]] + "**" + text[starts[number] : end] + "**")
+                end = ends[number]
+                parts.append(text[cursor : starts[number]] + "**" + text[starts[number] : end] + "**")
                 cursor = end
-        tail_end = _WORD_RE.match(text, starts[last - 1]).end() if last < count else len(text)
-        pieces.append(text[cursor:tail_end] + ("…" if last < count else ""))
-        return "".join(pieces)
+        tail_end = ends[last - 1] if last < count else len(text)
+        parts.append(text[cursor:tail_end] + ("…" if last < count else ""))
+        return "".join(parts)
 
-    def snippet_terms(self, q: str | None):
-        """(stems, prefixes, a regex finding words that may be either) for a query, cached with its plan."""
+    def snippet_terms(self, q: str | None) -> "_Marks":
+        """Which lower-cased words the snippet marks for a query, cached with its plan."""
         plan = self.plan(q)
         if "snippet_terms" not in plan:
             whole, prefixes = set(), []
@@ -541,9 +566,7 @@ class Searcher:
                             prefixes.append(word)
                         else:
                             whole.add(_stem(word))
-            heads = sorted({stem[:3] for stem in whole} | {p[:3] for p in prefixes})
-            candidates = re.compile(r"\b(?:" + "|".join(map(re.escape, heads)) + r")\w*", re.I) if heads else None
-            plan["snippet_terms"] = (whole, prefixes, candidates)
+            plan["snippet_terms"] = _Marks(whole, tuple(prefixes))
         return plan["snippet_terms"]
 
     def embeddings_available(self) -> bool:

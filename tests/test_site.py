@@ -626,3 +626,23 @@ def test_word_counts_are_shared_by_connections_to_one_file_and_start_afresh_at_a
     assert [rowid for rowid, _ in json.loads(first.search("alloy"))] == [5, 4, 3, 2, 1]
     first.conn.close(), second.conn.close()
     db.close()
+
+
+def test_snippet_marks_every_form_of_the_query_s_words_in_the_densest_window():
+    """The snippet is the window of 24 words holding the most of the query's words, each marked
+    as written. A word whose stem begins differently ("ray" -> "rai", "key" -> "kei") was missed
+    before; a letter that lower-cases longer ("İ") keeps every mark in place."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("create table papers (summary)")
+    conn.execute("create virtual table papers_fts using fts5(title, summary)")
+    searcher = load_plugin().Searcher(conn)
+    text = "We measure X-ray diffraction of 40 oxides. " + "Filler words here. " * 10 + (
+        "Then KEY results: powder X-rays diffracted strongly by İstanbul samples.")
+    assert searcher.snippet(text, "x-ray diffraction key") == (
+        "…here. Filler words here. Filler words here. Filler words here. Filler words here. Then **KEY** results: "
+        "**powder** **X**-**rays** **diffracted** strongly by İstanbul samples."
+    )
+    assert searcher.snippet("İİ ray diffraction", "x-ray diffraction") == "İİ **ray** **diffraction**"
+    assert searcher.snippet("Diffusion diffuses; DIFFUSIVE diff", "diffus*") == "**Diffusion** **diffuses**; **DIFFUSIVE** diff"
+    assert (searcher.snippet("", "x"), searcher.snippet("—…", "x"), searcher.snippet(None, "x")) == ("", "—…", None)
+    conn.close()
