@@ -61,7 +61,9 @@ find finding show shows given many work works toward towards one two
 # what makes common-word queries slow at a million papers. Tiny files rank every word.
 COMMON_SHARE = 0.3
 COMMON_PAPERS = 100
-MATCH_BUDGET = 50_000
+# At most this many matches are scored by bm25 (see Searcher.plan): 1.4-2 us each at a million
+# papers, so about 50 ms. 50,000 let one long query take 100 ms of a page's 100 ms budget.
+MATCH_BUDGET = 25_000
 CANDIDATES = 100  # lexical candidates re-ranked with embeddings
 SHOWN = 50
 RRF_K = 30
