@@ -615,8 +615,8 @@ def search_redirect(datasette, path: str, query_string: bytes) -> str | None:
         return None  # another Datasette's databases: nothing of ours to redirect
     args = urllib.parse.parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True)
     searches = [value for key, value in args if key == "_search"]
-    if not searches:
-        return None
+    if not searches or ("_searchmode", "raw") in args:
+        return None  # no search, or FTS5 syntax asked for: the canned search would drop it
     text = next((value for value in searches if value.strip()), None)
     if text is None:
         # An empty box submitted: every paper, as if nothing had been typed (not "matches nothing").
