@@ -9,7 +9,6 @@ ranks without tags.
 
 from __future__ import annotations
 
-import bisect
 import html
 import itertools
 import json
@@ -34,7 +33,6 @@ MAX_TERMS = 16
 # Short prefixes (ma*) expand to thousands of terms and take seconds; below this, * is ignored.
 MIN_PREFIX = 4
 _MARKED = re.compile(r"\*\*(.+?)\*\*", re.S)
-_WORD_RE = re.compile(r"\w+")
 _WORD_SPLIT = re.compile(r"(\w+)")
 _ASCII_WORD_SPLIT = re.compile(r"(\w+)", re.ASCII)
 SYNONYMS_PATH = Path(__file__).with_name("ai4mat_synonyms.json")
