@@ -87,7 +87,10 @@ def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
         page_size = 65536 if page_size == 1 else page_size
         change_counter, page_count = struct.unpack(">II", header[24:32])
         valid_for = struct.unpack(">I", header[92:96])[0]
-        if valid_for == change_counter and page_count * page_size > size:
+        # A writer killed mid-commit leaves page 1 (the new size) written before the pages that
+        # grow the file; its hot journal (or WAL) restores the file, so SQLite must see it first.
+        pending = any(_nonempty(Path(f"{path}{suffix}")) for suffix in ("-journal", "-wal"))
+        if valid_for == change_counter and page_count * page_size > size and not pending:
             raise StoreError(
                 f"{path}: truncated SQLite file ({size} of {page_count * page_size} bytes); restore it from a release"
             )
@@ -97,6 +100,13 @@ def _check_file(path: Path, *, must_exist: bool, writable: bool) -> None:
         if not os.access(path.parent.resolve(), os.W_OK):
             # SQLite writes its rollback journal beside the file.
             raise StoreError(f"{path}: directory {path.parent} is not writable (SQLite needs it for its journal)")
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _read_only_mode(path: Path) -> str:

@@ -13,6 +13,7 @@ one file (one proceeds, the other stops at once with a clear line; the file is s
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -248,6 +249,12 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+def papers_but_last_run(db_path: Path, dumped: dict) -> list[tuple]:
+    """The dumped papers rows without last_run, which a harvest that stores nothing still moves."""
+    last_run = [row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(papers)")].index("last_run") + 1
+    return [row[:last_run] + row[last_run + 1:] for row in dumped["papers"]]
+
+
 def test_hot_journal_from_a_killed_writer_is_rolled_back_by_the_next_harvest(tmp_path):
     """A writer killed after SQLite spilled pages into the file: the file alone is torn, its
     journal makes it whole. `ai4mat readme` (read-only) says so in one line and changes nothing;
@@ -300,10 +307,52 @@ def test_hot_journal_from_a_killed_writer_is_rolled_back_by_the_next_harvest(tmp
     after = dump(db_path)
     assert {t: after[t] for t in PAPER_TABLES if t != "papers"} == {t: before[t] for t in PAPER_TABLES if t != "papers"}
     # Only last_run moved (to run 2): no half-written title survived.
-    last_run = [row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(papers)")].index("last_run") + 1
-    assert [row[:last_run] + row[last_run + 1:] for row in after["papers"]] == [
-        row[:last_run] + row[last_run + 1:] for row in before["papers"]
-    ]
+    assert papers_but_last_run(db_path, after) == papers_but_last_run(db_path, before)
+
+
+GROWING_KILLED_WRITER = """
+import os, signal, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("PRAGMA cache_size = 1")  # spill: every original page goes to the journal first
+conn.execute("BEGIN")
+conn.execute("CREATE TABLE scratch (x)")  # changes page 1: its original is journaled
+conn.execute("UPDATE papers SET summary = summary || summary")
+conn.executemany("INSERT INTO runs (started_at, query, status) VALUES ('x', ?, 'ok')", [("q" * 2000,)] * 200)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_file_shorter_than_its_header_with_a_hot_journal_is_rolled_back_not_refused(tmp_path):
+    """A writer killed mid-commit: page 1 (with the grown size) is written before the pages that
+    grow the file, so the file is shorter than its header says, and its journal restores it. The
+    harvest refused it as "truncated" (a fresh clone's test run, 2026-12-06, in the backfill kill
+    test). Here a real killed writer leaves the hot journal (page 1 journaled), and page 1's size
+    is then set past the file's end by hand, as that commit would have written it."""
+    db_path, config_path = tmp_path / "ai4mat.db", write_config(tmp_path, page_size=100)
+    with FakeArxiv() as fake:
+        fake.papers = [make_paper(n) for n in range(1, 301)]
+        harvest = [sys.executable, "-m", "harvest", "harvest", "--db", str(db_path), "--config", str(config_path),
+                   "--api-url", fake.url, "--delay", "0"]
+        assert subprocess.run(harvest, cwd=REPO, capture_output=True, text=True, timeout=60).returncode == 0
+        before = dump(db_path)
+        killed = subprocess.run([sys.executable, "-c", GROWING_KILLED_WRITER, str(db_path)], timeout=60)
+        assert killed.returncode == -signal.SIGKILL
+        assert Path(f"{db_path}-journal").stat().st_size > 0
+        with open(db_path, "r+b") as handle:
+            page_size = int.from_bytes(handle.read(18)[16:18], "big")
+            handle.seek(28)
+            handle.write((db_path.stat().st_size // page_size + 5).to_bytes(4, "big"))  # 5 pages past the end
+        refused = subprocess.run([sys.executable, "-m", "harvest", "readme", "--db", str(db_path), "--readme", str(tmp_path / "R.md"),
+                                  "--config", str(config_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert refused.stderr == (f"Error: {db_path}: a write to this file was interrupted and has not been rolled back; "
+                                  f"run `ai4mat harvest --db {db_path}` to recover it\n")
+        again = subprocess.run(harvest, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert (again.returncode, again.stdout, again.stderr) == (0, "harvest: 0 new, 0 updated, 300 unchanged (3 requests)\n", "")
+    assert not Path(f"{db_path}-journal").exists()
+    assert integrity(db_path) == ("ok", "ok")
+    after = dump(db_path)
+    assert {t: after[t] for t in PAPER_TABLES if t != "papers"} == {t: before[t] for t in PAPER_TABLES if t != "papers"}
+    assert papers_but_last_run(db_path, after) == papers_but_last_run(db_path, before)  # no doubled summary survived
 
 
 # ------------------------------------------------------------------ kills during a backfill
