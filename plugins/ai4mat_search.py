@@ -430,6 +430,10 @@ class Searcher:
     def search(self, text: str | None) -> str:
         """JSON [[rowid, relevance], ...], best first: bm25 candidates fused with embeddings."""
         plan = self.plan(text)
+        if not plan["groups"] and plan["negatives"]:
+            # Only words to leave out ("-polymer"): the newest papers without them.
+            ranked = self.newest_without(_any(plan["negatives"]))
+            return json.dumps([[rowid, 0.0] for rowid in ranked[:SHOWN]])
         if plan["required"] and not self.lexical(plan["match"], plan["newest"]):
             # A quoted phrase nobody wrote: answer with the words instead of nothing.
             plan = self.plan(str(text).replace('"', " "))
@@ -439,6 +443,19 @@ class Searcher:
         ranked = self.rerank(plan["text"], hits, plain)
         ranked = self.favour_tags(plan["text"], ranked)
         return json.dumps([[rowid, round(score, 6)] for rowid, score in ranked[:SHOWN]])
+
+    def newest_without(self, negatives: str, window: int = 2_000) -> list[int]:
+        """The newest papers (of the newest `window`) that `negatives` does not match, newest first.
+
+        FTS5 cannot list the papers without a word; the window's matches are read by rowid range.
+        """
+        newest = [rowid for (rowid,) in self.conn.execute("select rowid from papers order by rowid desc limit ?", [window])]
+        if not newest:
+            return []
+        left_out = {rowid for (rowid,) in self.conn.execute(
+            "select rowid from papers_fts where papers_fts match ? and rowid >= ?", [negatives, newest[-1]]
+        )}
+        return [rowid for rowid in newest if rowid not in left_out]
 
     def rerank(self, text: str, hits: list[tuple[int, float]], plain: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Fuse the bm25 orders with embedding similarity to the query plus the top hits (RRF)."""

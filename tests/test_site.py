@@ -646,3 +646,24 @@ def test_snippet_marks_every_form_of_the_query_s_words_in_the_densest_window():
     assert searcher.snippet("Diffusion diffuses; DIFFUSIVE diff", "diffus*") == "**Diffusion** **diffuses**; **DIFFUSIVE** diff"
     assert (searcher.snippet("", "x"), searcher.snippet("—…", "x"), searcher.snippet(None, "x")) == ("", "—…", None)
     conn.close()
+
+
+def test_a_query_of_only_words_to_leave_out_lists_the_newest_papers_without_them(tmp_path):
+    """`-polymer` (or `NOT polymer`) has a meaningful word: it answers the newest papers that do
+    not mention it (any form: "polymers"), not nothing."""
+    path = tmp_path / "ai4mat.db"
+    db = open_db(path)
+    db["runs"].insert({"id": 1, "started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "ok"})
+    titles = ["Polymers by design", "Alloy design", "A polymer electrolyte", "Perovskite screening", "Alloy polymer blends"]
+    with db.conn:
+        db["papers"].insert_all({
+            "arxiv_id": f"2611.{n:05d}", "version": 1, "title": title, "summary": "A study.",
+            "authors": "[]", "categories": "[]", "first_run": 1, "last_run": 1,
+        } for n, title in enumerate(titles))
+    sql = load_metadata()["databases"]["ai4mat"]["queries"]["search"]["sql"]
+    load_plugin().prepare_connection(db.conn)
+    answer = lambda q: [row[0] for row in db.execute(sql, {"q": q})]
+    assert answer("-polymer") == answer("NOT polymer") == ["2611.00003", "2611.00001"]
+    assert answer("-polymer -alloy") == ["2611.00003"]
+    assert answer("-study") == []  # every paper has it
+    db.close()
