@@ -48,6 +48,16 @@ them then there these they this those through to too under until up very was we 
 where which while who whom why will with would you your yours within without across among like
 e.g i.e etc vs versus
 """.split())
+# Chemical element symbols as written ("Al", "Ga", "Sr", "Te", "Ir"): such a word is the element,
+# not the acronym spelled the same in capitals (AL active learning, GA genetic algorithm, SR
+# symbolic regression, TE thermoelectric, IR infrared). Tc is left out: in materials papers it is
+# the critical temperature, which is how the synonyms read it.
+ELEMENT_SYMBOLS = frozenset("""
+H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr
+Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb
+Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr
+Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og
+""".split()) - {"Tc"}
 # Words researchers add around a topic ("a new method using..."): dropped when the query has
 # other words, searched when it has nothing else.
 FILLER_WORDS = frozenset("""
@@ -188,17 +198,20 @@ def parse_query(text: str | None) -> dict:
     terms = _TERM.findall(text)[:MAX_TERMS]
     index = synonyms()
     words: list[tuple[str, bool]] = []  # (word, prefix)
+    elements: set[int] = set()  # positions of words typed as a chemical element's symbol
     for term in terms:
         prefix = term.endswith("*") and len(term.rstrip("*")) >= MIN_PREFIX
+        typed_parts = [part for part in re.split(r"[\s\-/.']+", term.rstrip("*")) if part]
+        elements.update(len(words) + i for i, part in enumerate(typed_parts) if part in ELEMENT_SYMBOLS)
         parts = _words(term.rstrip("*").replace(".", " ").replace("'", " "))
         words += [(part, prefix and i == len(parts) - 1) for i, part in enumerate(parts)]
-        if not parts:
-            continue
     position = 0
     while position < len(words):
         for size in range(min(6, len(words) - position), 0, -1):
             key = tuple(word for word, _ in words[position : position + size])
             folded = tuple(_singular(word) for word in key)
+            if size == 1 and position in elements:
+                continue  # "Al" is aluminium, "AL" active learning: an element is never expanded
             if folded in index and not words[position + size - 1][1]:
                 groups.append([_phrase(" ".join(alternative)) for alternative in _shortest(index[folded])])
                 typed.append(_phrase(" ".join(key)))

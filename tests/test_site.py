@@ -667,3 +667,19 @@ def test_a_query_of_only_words_to_leave_out_lists_the_newest_papers_without_them
     assert answer("-polymer -alloy") == ["2611.00003"]
     assert answer("-study") == []  # every paper has it
     db.close()
+
+
+def test_an_element_symbol_is_not_read_as_the_acronym_spelled_the_same():
+    """"Al" is aluminium and "Ga" gallium; "AL" is active learning and "GA" a genetic algorithm.
+    Lattice (a crystal's) is not an architected truss, and zinc is not a synonym of calcium."""
+    plugin = load_plugin()
+    groups = lambda q: plugin.parse_query(q)["groups"]
+    assert groups("Al Ga Sr") == [['"al"'], ['"ga"'], ['"sr"'], ['"al ga"'], ['"ga sr"']]
+    assert groups("AL") == [['"al"', '"active learning"']]
+    assert groups("GA") == [['"ga"', '"genetic algorithm"', '"evolutionary algorithm"']]
+    assert groups("Tc")[0] == ['"tc"', '"critical temperature"', '"transition temperature"']
+    assert groups("Li-ion Al-doped")[:4] == [['"li"'], ['"ion"'], ['"al"'], ['"doped"']]
+    assert groups("lattice thermal conductivity")[:3] == [['"lattice"'], ['"thermal"'], ['"conductivity"']]
+    # The group without the terms that contain a shorter one; the words as typed rank as a phrase.
+    assert groups("architected lattices") == [['"lattice metamaterial"', '"architected"', '"truss"'], ['"architected lattices"']]
+    assert groups("zinc") == [['"zinc"']]
