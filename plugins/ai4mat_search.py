@@ -69,9 +69,11 @@ find finding show shows given many work works toward towards one two
 # what makes common-word queries slow at a million papers. Tiny files rank every word.
 COMMON_SHARE = 0.3
 COMMON_PAPERS = 100
-# At most this many matches are scored by bm25 (see Searcher.plan): 1.4-2 us each at a million
-# papers, so about 50 ms. 50,000 let one long query take 100 ms of a page's 100 ms budget.
-MATCH_BUDGET = 25_000
+# At most this many matches are scored by bm25 (see Searcher.plan): 1.4-2.2 us each at a million
+# papers, so about 33 ms. 50,000 let one long query take 100 ms of a page's 100 ms budget; at
+# 25,000, "fine-tuned language model that tells which phases..." ("fine": 16,960 matches) took
+# 30-45 ms of a 70-90 ms page.
+MATCH_BUDGET = 15_000
 CANDIDATES = 100  # lexical candidates re-ranked with embeddings
 SHOWN = 50
 RRF_K = 30

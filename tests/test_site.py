@@ -683,3 +683,28 @@ def test_an_element_symbol_is_not_read_as_the_acronym_spelled_the_same():
     # The group without the terms that contain a shorter one; the words as typed rank as a phrase.
     assert groups("architected lattices") == [['"lattice metamaterial"', '"architected"', '"truss"'], ['"architected lattices"']]
     assert groups("zinc") == [['"zinc"']]
+
+
+def test_bm25_scores_the_rarest_words_within_the_match_budget_and_else_takes_the_newest(tmp_path):
+    """The cost bound at a million papers: words join the bm25 query rarest first while their
+    matches stay within MATCH_BUDGET; a query whose every word has more matches takes the newest
+    papers having it, never nothing."""
+    path = tmp_path / "ai4mat.db"
+    db = open_db(path)
+    db["runs"].insert({"id": 1, "started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "ok"})
+    titles = ["Zeolite"] * 5 + ["Perovskite"] * 20 + ["Alloy"] * 60 + ["Other"] * 115
+    with db.conn:
+        db["papers"].insert_all({
+            "arxiv_id": f"2611.{n:05d}", "version": 1, "title": title, "summary": "A study.",
+            "authors": "[]", "categories": "[]", "first_run": 1, "last_run": 1,
+        } for n, title in enumerate(titles))
+    plugin = load_plugin()
+    plugin.MATCH_BUDGET = 30
+    searcher = plugin.Searcher(db.conn)
+    plan = searcher.plan("alloy perovskite zeolite")
+    # A phrase is estimated by its rarest word: "perovskite zeolite" 5, "alloy perovskite" 20.
+    assert (plan["match"], plan["newest"]) == ('"zeolite" OR "perovskite zeolite" OR "perovskite"', False)
+    plan = searcher.plan("alloy")
+    assert (plan["match"], plan["newest"]) == ('"alloy"', True)
+    assert [rowid for rowid, _ in json.loads(searcher.search("alloy"))] == list(range(85, 35, -1))
+    db.close()
