@@ -249,6 +249,15 @@ def _any(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
 
 
+def left_out(text: str | None) -> str | None:
+    """For a query of only words to leave out (`-polymer`, `NOT polymer`), the FTS5 query of those
+    words (the papers to leave out); for any other query, None."""
+    parsed = parse_query(text)
+    if parsed["groups"] or not parsed["negatives"]:
+        return None
+    return _any(parsed["negatives"])
+
+
 def table_search_query(text: str | None) -> str:
     """The papers table's `?_search=` as an FTS5 query: `fts_query`'s words (every one
     required, `diffus*` a prefix), with papers having a `-word` or `NOT word` left out.
@@ -627,6 +636,7 @@ def prepare_connection(conn):
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
     conn.create_function("ai4mat_search", 1, searcher.search)
     conn.create_function("ai4mat_match", 1, lambda text: searcher.plan(text)["match"])
+    conn.create_function("ai4mat_left_out", 1, left_out, deterministic=True)
     conn.create_function("ai4mat_snippet", 2, searcher.snippet)
     # The table view's ?_search= passes the text through escape_fts(), which quotes diffus* into
     # a phrase (matching nothing), requires "-polymer" and fails on a lone " with an fts5 syntax

@@ -197,9 +197,12 @@ def test_backfilled_papers_are_not_news_and_many_matches_read_the_newest_harvest
             assert [entry.id for entry in read_feed(base, name, **params).entries] == expected_all, name
         # 700 match: read from the matches; the same order.
         assert [entry.id for entry in read_feed(base, "feed_search", q="polymer").entries] == expected_polymer
-        assert [entry.id for entry in read_feed(base, "feed_search", q="alloys -polymer").entries] == [
-            f"https://arxiv.org/abs/{v['arxiv_id']}v1" for v in newest if v["title"].startswith("Alloy")
-        ][:50]
+        expected_alloy = [f"https://arxiv.org/abs/{v['arxiv_id']}v1" for v in newest if v["title"].startswith("Alloy")][:50]
+        assert [entry.id for entry in read_feed(base, "feed_search", q="alloys -polymer").entries] == expected_alloy
+        # Only a word to leave out: the daily harvests' newest papers without it, as on the page.
+        for q in ("-polymer", "NOT polymer", "-polymers"):
+            assert [entry.id for entry in read_feed(base, "feed_search", q=q).entries] == expected_alloy, q
+        assert [entry.title for entry in read_feed(base, "feed_search", q="-alloys").entries] == [PLACEHOLDER]
     # Beyond 100,000 matches each paper is asked of the index instead: the same SQL with the
     # bounds lowered (2,000 to 5, 100,000 to 10) must give the same entries.
     sql = load_metadata()["databases"]["ai4mat"]["queries"]["feed_search"]["sql"]
@@ -209,7 +212,13 @@ def test_backfilled_papers_are_not_news_and_many_matches_read_the_newest_harvest
     db = open_db(path)
     load_plugin().prepare_connection(db.conn)
     try:
-        for q, expected in (("alloys", expected_all), ("polymer", expected_polymer)):
+        for q, expected in (("alloys", expected_all), ("polymer", expected_polymer), ("-polymer", expected_alloy)):
             assert [row[0] for row in db.execute(per_paper, {"q": q})] == expected, q
+        # Words to leave out are looked for among the newest 2,000 harvested versions only.
+        assert sql.count("limit 2000") == 1
+        window = sql.replace("limit 2000", "limit 5")
+        newest_five = [f"https://arxiv.org/abs/{v['arxiv_id']}v1" for v in newest[:5] if v["title"].startswith("Alloy")]
+        assert [row[0] for row in db.execute(window, {"q": "-polymer"})] == newest_five
+        assert len(newest_five) == 4  # one of the newest five is a polymer paper
     finally:
         db.close()
