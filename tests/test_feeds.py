@@ -214,11 +214,15 @@ def test_backfilled_papers_are_not_news_and_many_matches_read_the_newest_harvest
     try:
         for q, expected in (("alloys", expected_all), ("polymer", expected_polymer), ("-polymer", expected_alloy)):
             assert [row[0] for row in db.execute(per_paper, {"q": q})] == expected, q
-        # Words to leave out are looked for among the newest 2,000 harvested versions only.
-        assert sql.count("limit 2000") == 1
-        window = sql.replace("limit 2000", "limit 5")
+        # Words to leave out are looked for among the newest 2,000 harvested versions only: the
+        # newest 2,000 papers in one range of the index, older ones each on their own. Both ways
+        # (the bounds lowered) give the same entries.
+        window, bound = "v.arxiv_id desc\n  limit 2000", "order by rowid desc limit 2000"
+        assert [sql.count(text) for text in (window, bound)] == [1, 1]
         newest_five = [f"https://arxiv.org/abs/{v['arxiv_id']}v1" for v in newest[:5] if v["title"].startswith("Alloy")]
-        assert [row[0] for row in db.execute(window, {"q": "-polymer"})] == newest_five
         assert len(newest_five) == 4  # one of the newest five is a polymer paper
+        for papers_in_range in (1000, 5, 1, 0):
+            lowered = sql.replace(window, "v.arxiv_id desc\n  limit 5").replace(bound, f"order by rowid desc limit {papers_in_range}")
+            assert [row[0] for row in db.execute(lowered, {"q": "-polymer"})] == newest_five, papers_in_range
     finally:
         db.close()
