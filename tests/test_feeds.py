@@ -203,26 +203,28 @@ def test_backfilled_papers_are_not_news_and_many_matches_read_the_newest_harvest
         for q in ("-polymer", "NOT polymer", "-polymers"):
             assert [entry.id for entry in read_feed(base, "feed_search", q=q).entries] == expected_alloy, q
         assert [entry.title for entry in read_feed(base, "feed_search", q="-alloys").entries] == [PLACEHOLDER]
-    # Beyond 100,000 matches each paper is asked of the index instead: the same SQL with the
-    # bounds lowered (2,000 to 5, 100,000 to 10) must give the same entries.
+    # The newest 100,000 papers are read from the index as one range; beyond 100,000 matches an
+    # older paper is asked of the index on its own. The same SQL with the bounds lowered (2,000
+    # to 5, 100,000 to 10, and 0 to 1,000 papers in the range) must give the same entries.
     sql = load_metadata()["databases"]["ai4mat"]["queries"]["feed_search"]["sql"]
-    assert [sql.count(bound) for bound in ("<= 2000", "> 2000", "<= 100000", "limit 100001")] == [1, 1, 1, 1]
+    recent = "coalesce(max(rowid), 0) - 100000 as low"
+    assert [sql.count(bound) for bound in ("<= 2000", "> 2000", "<= 100000", "limit 100001", recent)] == [1, 1, 1, 1, 1]
     per_paper = (sql.replace("<= 2000", "<= 5").replace("> 2000", "> 5")
                  .replace("<= 100000", "<= 10").replace("limit 100001", "limit 11"))
     db = open_db(path)
     load_plugin().prepare_connection(db.conn)
     try:
-        for q, expected in (("alloys", expected_all), ("polymer", expected_polymer), ("-polymer", expected_alloy)):
-            assert [row[0] for row in db.execute(per_paper, {"q": q})] == expected, q
-        # Words to leave out are looked for among the newest 2,000 harvested versions only: the
-        # newest 2,000 papers in one range of the index, older ones each on their own. Both ways
-        # (the bounds lowered) give the same entries.
-        window, bound = "v.arxiv_id desc\n  limit 2000", "order by rowid desc limit 2000"
-        assert [sql.count(text) for text in (window, bound)] == [1, 1]
+        for papers_in_range in (100000, 1000, 5, 0):
+            lowered = per_paper.replace(recent, f"coalesce(max(rowid), 0) - {papers_in_range} as low")
+            for q, expected in (("alloys", expected_all), ("polymer", expected_polymer), ("-polymer", expected_alloy)):
+                assert [row[0] for row in db.execute(lowered, {"q": q})] == expected, (q, papers_in_range)
+        # Words to leave out are looked for among the newest 2,000 harvested versions only.
+        window, bound = "v.arxiv_id desc\n  limit 2000", recent
+        assert sql.count(window) == 1
         newest_five = [f"https://arxiv.org/abs/{v['arxiv_id']}v1" for v in newest[:5] if v["title"].startswith("Alloy")]
         assert len(newest_five) == 4  # one of the newest five is a polymer paper
         for papers_in_range in (1000, 5, 1, 0):
-            lowered = sql.replace(window, "v.arxiv_id desc\n  limit 5").replace(bound, f"order by rowid desc limit {papers_in_range}")
+            lowered = sql.replace(window, "v.arxiv_id desc\n  limit 5").replace(bound, f"coalesce(max(rowid), 0) - {papers_in_range} as low")
             assert [row[0] for row in db.execute(lowered, {"q": "-polymer"})] == newest_five, papers_in_range
     finally:
         db.close()
