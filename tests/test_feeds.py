@@ -203,18 +203,18 @@ def test_backfilled_papers_are_not_news_and_many_matches_read_the_newest_harvest
         for q in ("-polymer", "NOT polymer", "-polymers"):
             assert [entry.id for entry in read_feed(base, "feed_search", q=q).entries] == expected_alloy, q
         assert [entry.title for entry in read_feed(base, "feed_search", q="-alloys").entries] == [PLACEHOLDER]
-    # The newest 100,000 papers are read from the index as one range; beyond 100,000 matches an
+    # The newest 20,000 papers are read from the index as one range; beyond 100,000 matches an
     # older paper is asked of the index on its own. The same SQL with the bounds lowered (2,000
     # to 5, 100,000 to 10, and 0 to 1,000 papers in the range) must give the same entries.
     sql = load_metadata()["databases"]["ai4mat"]["queries"]["feed_search"]["sql"]
-    recent = "coalesce(max(rowid), 0) - 100000 as low"
+    recent = "coalesce(max(rowid), 0) - 20000 as low"
     assert [sql.count(bound) for bound in ("<= 2000", "> 2000", "<= 100000", "limit 100001", recent)] == [1, 1, 1, 1, 1]
     per_paper = (sql.replace("<= 2000", "<= 5").replace("> 2000", "> 5")
                  .replace("<= 100000", "<= 10").replace("limit 100001", "limit 11"))
     db = open_db(path)
     load_plugin().prepare_connection(db.conn)
     try:
-        for papers_in_range in (100000, 1000, 5, 0):
+        for papers_in_range in (20000, 1000, 5, 0):
             lowered = per_paper.replace(recent, f"coalesce(max(rowid), 0) - {papers_in_range} as low")
             for q, expected in (("alloys", expected_all), ("polymer", expected_polymer), ("-polymer", expected_alloy)):
                 assert [row[0] for row in db.execute(lowered, {"q": q})] == expected, (q, papers_in_range)
