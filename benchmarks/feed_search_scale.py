@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time `feed_search` at scale, on a file whose daily harvests are simulated and rolled back.
 
-    python benchmarks/feed_search_scale.py --db /path/to/ai4mat.db [--baseline REV] [q ...]
+    python benchmarks/feed_search_scale.py --db /path/to/ai4mat.db [--baseline REV] [-- q ...]
 
 The feed reads the daily harvests' versions newest first, so its cost depends on them; the 1M
 benchmark files hold one backfill and no harvest. Inside one transaction that is rolled back (the

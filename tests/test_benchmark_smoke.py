@@ -88,3 +88,20 @@ def test_site_benchmark_times_every_page_a_user_reaches(tmp_path):
     assert (summary["not_200"], summary["facets_timed_out"]) == ([], [])
     papers_search = next(r for r in summary["results"] if r["label"] == "search box: papers search box: model")
     assert papers_search["final"] == "/ai4mat/search?q=model"
+
+
+def test_feed_search_scale_times_the_feed_and_leaves_the_file_as_it_was(tmp_path):
+    from .site_data import build_site_db
+
+    db = tmp_path / "ai4mat.db"
+    build_site_db(db)
+    before = db.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "benchmarks/feed_search_scale.py", "--db", str(db), "--", "diffus*", "-polymer"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| q | current: best / first, entries |"
+    assert [line.split(" |")[0] for line in lines[2:]] == ["| `diffus*`", "| `-polymer`"]
+    assert db.read_bytes() == before  # the simulated harvests were rolled back
