@@ -58,6 +58,7 @@ Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu G
 Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr
 Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og
 """.split()) - {"Tc"}
+_ELEMENTS_LOWER = frozenset(symbol.lower() for symbol in ELEMENT_SYMBOLS | {"Tc"})
 # Words researchers add around a topic ("a new method using..."): dropped when the query has
 # other words, searched when it has nothing else.
 FILLER_WORDS = frozenset("""
@@ -215,7 +216,12 @@ def parse_query(text: str | None) -> dict:
             if size == 1 and position in elements:
                 continue  # "Al" is aluminium, "AL" active learning: an element is never expanded
             if folded in index and not words[position + size - 1][1]:
-                groups.append([_phrase(" ".join(alternative)) for alternative in _shortest(index[folded])])
+                # An acronym spelled like an element ("al", "ga", "te") matches the element in any
+                # case: it is searched only when typed, never as another term's expansion.
+                groups.append([
+                    _phrase(" ".join(alternative)) for alternative in _shortest(index[folded])
+                    if alternative == folded or " ".join(alternative) not in _ELEMENTS_LOWER
+                ])
                 typed.append(_phrase(" ".join(key)))
                 position += size
                 break

@@ -670,14 +670,19 @@ def test_a_query_of_only_words_to_leave_out_lists_the_newest_papers_without_them
 
 
 def test_an_element_symbol_is_not_read_as_the_acronym_spelled_the_same():
-    """"Al" is aluminium and "Ga" gallium; "AL" is active learning and "GA" a genetic algorithm.
-    Lattice (a crystal's) is not an architected truss, and zinc is not a synonym of calcium."""
+    """"Al" is aluminium and "Ga" gallium; "AL" is active learning and "GA" a genetic algorithm,
+    and "active learning" does not search "al" (every aluminium paper). Lattice (a crystal's) is
+    not an architected truss, and zinc is not a synonym of calcium."""
     plugin = load_plugin()
     groups = lambda q: plugin.parse_query(q)["groups"]
     assert groups("Al Ga Sr") == [['"al"'], ['"ga"'], ['"sr"'], ['"al ga"'], ['"ga sr"']]
     assert groups("AL") == [['"al"', '"active learning"']]
     assert groups("GA") == [['"ga"', '"genetic algorithm"', '"evolutionary algorithm"']]
     assert groups("Tc")[0] == ['"tc"', '"critical temperature"', '"transition temperature"']
+    # Spelled out, the term does not search its element-like acronym, which would match the element.
+    assert groups("active learning") == [['"active learning"']]
+    assert groups("thermoelectric") == [['"thermoelectric"', '"zt"', '"figure of merit"']]
+    assert groups("genetic algorithm")[0] == ['"genetic algorithm"', '"evolutionary"']  # not '"ga"'
     assert groups("Li-ion Al-doped")[:4] == [['"li"'], ['"ion"'], ['"al"'], ['"doped"']]
     assert groups("lattice thermal conductivity")[:3] == [['"lattice"'], ['"thermal"'], ['"conductivity"']]
     # The group without the terms that contain a shorter one; the words as typed rank as a phrase.
