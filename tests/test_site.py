@@ -648,18 +648,23 @@ def test_snippet_marks_every_form_of_the_query_s_words_in_the_densest_window():
     conn.close()
 
 
-def test_a_query_of_only_words_to_leave_out_lists_the_newest_papers_without_them(tmp_path):
-    """`-polymer` (or `NOT polymer`) has a meaningful word: it answers the newest papers that do
-    not mention it (any form: "polymers"), not nothing."""
-    path = tmp_path / "ai4mat.db"
+def papers_titled(path, titles):
+    """A new file with one run and a paper per title, 2611.00000 onwards (rowid n + 1), abstract "A study."."""
     db = open_db(path)
     db["runs"].insert({"id": 1, "started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "ok"})
-    titles = ["Polymers by design", "Alloy design", "A polymer electrolyte", "Perovskite screening", "Alloy polymer blends"]
     with db.conn:
         db["papers"].insert_all({
             "arxiv_id": f"2611.{n:05d}", "version": 1, "title": title, "summary": "A study.",
             "authors": "[]", "categories": "[]", "first_run": 1, "last_run": 1,
         } for n, title in enumerate(titles))
+    return db
+
+
+def test_a_query_of_only_words_to_leave_out_lists_the_newest_papers_without_them(tmp_path):
+    """`-polymer` (or `NOT polymer`) has a meaningful word: it answers the newest papers that do
+    not mention it (any form: "polymers"), not nothing."""
+    db = papers_titled(tmp_path / "ai4mat.db", ["Polymers by design", "Alloy design", "A polymer electrolyte",
+                                                "Perovskite screening", "Alloy polymer blends"])
     sql = load_metadata()["databases"]["ai4mat"]["queries"]["search"]["sql"]
     load_plugin().prepare_connection(db.conn)
     answer = lambda q: [row[0] for row in db.execute(sql, {"q": q})]
@@ -694,15 +699,7 @@ def test_bm25_scores_the_rarest_words_within_the_match_budget_and_else_takes_the
     """The cost bound at a million papers: words join the bm25 query rarest first while their
     matches stay within MATCH_BUDGET; a query whose every word has more matches takes the newest
     papers having it, never nothing."""
-    path = tmp_path / "ai4mat.db"
-    db = open_db(path)
-    db["runs"].insert({"id": 1, "started_at": "2026-11-21T22:00:05Z", "query": "q", "status": "ok"})
-    titles = ["Zeolite"] * 5 + ["Perovskite"] * 20 + ["Alloy"] * 60 + ["Other"] * 115
-    with db.conn:
-        db["papers"].insert_all({
-            "arxiv_id": f"2611.{n:05d}", "version": 1, "title": title, "summary": "A study.",
-            "authors": "[]", "categories": "[]", "first_run": 1, "last_run": 1,
-        } for n, title in enumerate(titles))
+    db = papers_titled(tmp_path / "ai4mat.db", ["Zeolite"] * 5 + ["Perovskite"] * 20 + ["Alloy"] * 60 + ["Other"] * 115)
     plugin = load_plugin()
     plugin.MATCH_BUDGET = 30
     searcher = plugin.Searcher(db.conn)
