@@ -58,6 +58,7 @@ Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu G
 Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr
 Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og
 """.split()) - {"Tc"}
+ENGLISH_PREFIXES = frozenset({"Co", "Re", "Bi"})
 _ELEMENTS_LOWER = frozenset(symbol.lower() for symbol in ELEMENT_SYMBOLS | {"Tc"})
 # Words researchers add around a topic ("a new method using..."): dropped when the query has
 # other words, searched when it has nothing else.
@@ -88,6 +89,8 @@ PLAIN_WEIGHT = 0.5
 # a title) gain up to TAG_WEIGHT / (RRF_K + 1): all of the query's tags are worth one more voter,
 # as strong as the meaning's, ranking the paper first.
 TAG_WEIGHT = 1.0
+# The same for the element symbols the query names ("Li", "Pt"), from the papers' extracted elements.
+ELEMENT_WEIGHT = 1.0
 # A description in the user's own words spreads bm25 over many words, each matching on its own;
 # the embedding reads it whole, so from LONG_QUERY words on, meaning counts more.
 LONG_QUERY = 5
@@ -202,10 +205,18 @@ def parse_query(text: str | None) -> dict:
     index = synonyms()
     words: list[tuple[str, bool]] = []  # (word, prefix)
     elements: set[int] = set()  # positions of words typed as a chemical element's symbol
+    symbols: list[str] = []  # those symbols ("Li", "Pt")
     for term in terms:
         prefix = term.endswith("*") and len(term.rstrip("*")) >= MIN_PREFIX
         typed_parts = [part for part in re.split(r"[\s\-/.']+", term.rstrip("*")) if part]
         elements.update(len(words) + i for i, part in enumerate(typed_parts) if part in ELEMENT_SYMBOLS)
+        # Symbols that are also English words or prefixes ("In situ", "As", "Co-design",
+        # "Re-examining") are not taken as elements to favour.
+        symbols += [
+            part for i, part in enumerate(typed_parts)
+            if part in ELEMENT_SYMBOLS and part.lower() not in STOP_WORDS
+            and not (i == 0 and len(typed_parts) > 1 and part in ENGLISH_PREFIXES)
+        ]
         parts = _words(term.rstrip("*").replace(".", " ").replace("'", " "))
         words += [(part, prefix and i == len(parts) - 1) for i, part in enumerate(parts)]
     position = 0
@@ -248,7 +259,8 @@ def parse_query(text: str | None) -> dict:
             unique.append(group)
             unique_typed.append(as_typed)
     plain = " ".join(term.rstrip("*") for term in terms) + " " + " ".join(required)
-    return {"groups": unique, "typed": unique_typed, "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip()}
+    return {"groups": unique, "typed": unique_typed, "required": [_phrase(p) for p in required], "negatives": [_phrase(n) for n in negatives], "text": plain.strip(),
+            "elements": list(dict.fromkeys(symbols))}
 
 
 def _any(phrases: list[str]) -> str:
@@ -472,6 +484,7 @@ class Searcher:
         plain = self.lexical(plan["plain"]) if plan["plain"] != plan["match"] else hits
         ranked = self.rerank(plan["text"], hits, plain)
         ranked = self.favour_tags(plan["text"], ranked)
+        ranked = self.favour_elements(plan["elements"], ranked)
         return json.dumps([[rowid, round(score, 6)] for rowid, score in ranked[:SHOWN]])
 
     def newest_without(self, negatives: str, window: int = 2_000) -> list[int]:
@@ -553,6 +566,32 @@ class Searcher:
         bonus = TAG_WEIGHT / (RRF_K + 1) / len(tags)
         favoured = [(rowid, score + bonus * carried.get(rowid, 0)) for rowid, score in ranked]
         return sorted(favoured, key=lambda item: (-item[1], -item[0]))
+
+    def favour_elements(self, symbols: list[str], ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """`ranked` with each paper raised by the share of the query's element symbols ("Li", "Pt")
+        among its elements (`paper_elements`, also read from formulas such as LiCoO2, which the
+        word index holds as one word). As for tags, all of them are worth one more voter; one
+        indexed look-up per candidate."""
+        if not symbols or len(ranked) < 2 or not self.has_table("paper_elements"):
+            return ranked
+        rowids = [rowid for rowid, _ in ranked]
+        carried = dict(self.conn.execute(
+            f"select p.rowid, count(distinct e.element) from papers p join paper_elements e on e.arxiv_id = p.arxiv_id "
+            # +e.element: never read an element's papers from its index (oxygen is in most of them).
+            f"where p.rowid in ({','.join('?' * len(rowids))}) and +e.element in ({','.join('?' * len(symbols))}) group by p.rowid",
+            rowids + symbols,
+        ).fetchall())
+        bonus = ELEMENT_WEIGHT / (RRF_K + 1) / len(symbols)
+        favoured = [(rowid, score + bonus * carried.get(rowid, 0)) for rowid, score in ranked]
+        return sorted(favoured, key=lambda item: (-item[1], -item[0]))
+
+    def has_table(self, name: str) -> bool:
+        tables = self.__dict__.setdefault("tables", {})
+        if name not in tables:
+            tables[name] = self.conn.execute(
+                "select 1 from sqlite_master where type = 'table' and name = ?", [name]
+            ).fetchone() is not None
+        return tables[name]
 
     def snippet(self, text: str | None, q: str | None) -> str | None:
         """The abstract around the query's words (SNIPPET_TOKENS words), each match between **.

@@ -710,3 +710,24 @@ def test_bm25_scores_the_rarest_words_within_the_match_budget_and_else_takes_the
     assert (plan["match"], plan["newest"]) == ('"alloy"', True)
     assert [rowid for rowid, _ in json.loads(searcher.search("alloy"))] == list(range(85, 35, -1))
     db.close()
+
+
+def test_papers_holding_the_elements_a_query_names_rank_higher(tmp_path):
+    """"Li cathode": a paper whose Li is only in a formula (LiCoO2, one word to the index) but
+    among its extracted elements outranks equal matches without Li; "AL cathode" names no element."""
+    db = papers_titled(tmp_path / "ai4mat.db", ["Cathode design", "Cathode design", "Cathode design"])
+    with db.conn:
+        db["paper_elements"].insert_all([
+            {"arxiv_id": "2611.00000", "element": "Li", "updated": "2026-11-21T22:00:05Z"},
+            {"arxiv_id": "2611.00000", "element": "Co", "updated": "2026-11-21T22:00:05Z"},
+            {"arxiv_id": "2611.00002", "element": "Na", "updated": "2026-11-21T22:00:05Z"},
+        ])
+    searcher = load_plugin().Searcher(db.conn)
+    assert searcher.plan("Li cathode")["elements"] == ["Li"]
+    assert [rowid for rowid, _ in json.loads(searcher.search("Li cathode"))] == [1, 3, 2]
+    assert [rowid for rowid, _ in json.loads(searcher.search("Li Na cathode"))] == [3, 1, 2]
+    assert searcher.plan("AL cathode")["elements"] == []
+    # English words and prefixes spelled like symbols are not elements to favour.
+    assert searcher.plan("In situ As grown I think Co-design Re-examining Li-ion Pt/C")["elements"] == ["Li", "Pt", "C"]
+    assert [rowid for rowid, _ in json.loads(searcher.search("cathode"))] == [3, 2, 1]
+    db.close()
