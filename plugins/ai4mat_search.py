@@ -355,7 +355,7 @@ class Searcher:
 
     def __init__(self, conn):
         self.conn = conn
-        self.has_embeddings = None
+        self.tables: dict[str, bool] = {}  # which tables the file has (see has_table)
         self.rules: list[tuple[str, re.Pattern]] | None = None
         self.path = next((row[2] for row in conn.execute("pragma database_list") if row[1] == "main"), "") or ""
         self.own: dict = {}  # an in-memory database's caches: its own
@@ -538,7 +538,7 @@ class Searcher:
         """The tags whose vocabulary rules match the query's words (as a paper's title would)."""
         if self.rules is None:
             self.rules = []
-            if self.conn.execute("select 1 from sqlite_master where type = 'table' and name = 'tag_vocabulary'").fetchone():
+            if self.has_table("tag_vocabulary"):
                 for tag, pattern in self.conn.execute("select tag, pattern from tag_vocabulary order by rowid"):
                     try:
                         self.rules.append((tag, re.compile(pattern)))
@@ -586,12 +586,12 @@ class Searcher:
         return sorted(favoured, key=lambda item: (-item[1], -item[0]))
 
     def has_table(self, name: str) -> bool:
-        tables = self.__dict__.setdefault("tables", {})
-        if name not in tables:
-            tables[name] = self.conn.execute(
+        """Whether the file has table `name` (an older file may lack the enrichment tables)."""
+        if name not in self.tables:
+            self.tables[name] = self.conn.execute(
                 "select 1 from sqlite_master where type = 'table' and name = ?", [name]
             ).fetchone() is not None
-        return tables[name]
+        return self.tables[name]
 
     def snippet(self, text: str | None, q: str | None) -> str | None:
         """The abstract around the query's words (SNIPPET_TOKENS words), each match between **.
@@ -656,11 +656,7 @@ class Searcher:
         return plan["snippet_terms"]
 
     def embeddings_available(self) -> bool:
-        if self.has_embeddings is None:
-            self.has_embeddings = self.conn.execute(
-                "select 1 from sqlite_master where type = 'table' and name = 'paper_embeddings'"
-            ).fetchone() is not None
-        return self.has_embeddings
+        return self.has_table("paper_embeddings")
 
 
 @hookimpl
