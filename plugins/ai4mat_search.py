@@ -548,40 +548,34 @@ class Searcher:
         return list(dict.fromkeys(tag for tag, pattern in self.rules if pattern.search(words)))
 
     def favour_tags(self, text: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """`ranked` with each paper raised by the share of the query's tags it carries.
-
-        One indexed look-up per candidate (papers by rowid, paper_tags by its key): the cost does
-        not grow with the number of papers.
-        """
+        """`ranked` with each paper raised by the share of the query's tags it carries."""
         tags = self.query_tags(text) if len(ranked) > 1 else []
-        if not tags:
-            return ranked
-        rowids = [rowid for rowid, _ in ranked]
-        carried = dict(self.conn.execute(
-            f"select p.rowid, count(distinct t.tag) from papers p join paper_tags t on t.arxiv_id = p.arxiv_id "
-            # +t.tag: never read a tag's papers from its index (a common tag is 30% of them).
-            f"where p.rowid in ({','.join('?' * len(rowids))}) and +t.tag in ({','.join('?' * len(tags))}) group by p.rowid",
-            rowids + tags,
-        ).fetchall())
-        bonus = TAG_WEIGHT / (RRF_K + 1) / len(tags)
-        favoured = [(rowid, score + bonus * carried.get(rowid, 0)) for rowid, score in ranked]
-        return sorted(favoured, key=lambda item: (-item[1], -item[0]))
+        return self.favour(ranked, "paper_tags", "tag", tags, TAG_WEIGHT)
 
     def favour_elements(self, symbols: list[str], ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """`ranked` with each paper raised by the share of the query's element symbols ("Li", "Pt")
         among its elements (`paper_elements`, also read from formulas such as LiCoO2, which the
-        word index holds as one word). As for tags, all of them are worth one more voter; one
-        indexed look-up per candidate."""
-        if not symbols or len(ranked) < 2 or not self.has_table("paper_elements"):
+        word index holds as one word)."""
+        return self.favour(ranked, "paper_elements", "element", symbols, ELEMENT_WEIGHT)
+
+    def favour(self, ranked, table: str, column: str, values: list[str], weight: float) -> list[tuple[int, float]]:
+        """`ranked` with each paper gaining weight / (RRF_K + 1) times the share of `values` its
+        rows of `table` hold: holding all of them is worth one more voter, ranking it first.
+
+        One indexed look-up per candidate (papers by rowid, `table` by its key): the cost does
+        not grow with the number of papers.
+        """
+        if not values or len(ranked) < 2 or not self.has_table(table):
             return ranked
         rowids = [rowid for rowid, _ in ranked]
         carried = dict(self.conn.execute(
-            f"select p.rowid, count(distinct e.element) from papers p join paper_elements e on e.arxiv_id = p.arxiv_id "
-            # +e.element: never read an element's papers from its index (oxygen is in most of them).
-            f"where p.rowid in ({','.join('?' * len(rowids))}) and +e.element in ({','.join('?' * len(symbols))}) group by p.rowid",
-            rowids + symbols,
+            f"select p.rowid, count(distinct t.{column}) from papers p join {table} t on t.arxiv_id = p.arxiv_id "
+            # +t.column: never read a value's papers from its index (a common tag is 30% of them).
+            f"where p.rowid in ({','.join('?' * len(rowids))}) and +t.{column} in ({','.join('?' * len(values))}) "
+            "group by p.rowid",
+            rowids + values,
         ).fetchall())
-        bonus = ELEMENT_WEIGHT / (RRF_K + 1) / len(symbols)
+        bonus = weight / (RRF_K + 1) / len(values)
         favoured = [(rowid, score + bonus * carried.get(rowid, 0)) for rowid, score in ranked]
         return sorted(favoured, key=lambda item: (-item[1], -item[0]))
 
