@@ -267,10 +267,9 @@ def _any(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else "(" + " OR ".join(phrases) + ")"
 
 
-def left_out(text: str | None) -> str | None:
-    """For a query of only words to leave out (`-polymer`, `NOT polymer`), the FTS5 query of those
-    words (the papers to leave out); for any other query, None."""
-    parsed = parse_query(text)
+def left_out(parsed: dict) -> str | None:
+    """For a parsed query of only words to leave out (`-polymer`, `NOT polymer`), the FTS5 query
+    of those words (the papers to leave out); for any other query, None."""
     if parsed["groups"] or not parsed["negatives"]:
         return None
     return _any(parsed["negatives"])
@@ -472,9 +471,10 @@ class Searcher:
     def search(self, text: str | None) -> str:
         """JSON [[rowid, relevance], ...], best first: bm25 candidates fused with embeddings."""
         plan = self.plan(text)
-        if not plan["groups"] and plan["negatives"]:
+        only_left_out = left_out(plan)
+        if only_left_out is not None:
             # Only words to leave out ("-polymer"): the newest papers without them.
-            ranked = self.newest_without(_any(plan["negatives"]))
+            ranked = self.newest_without(only_left_out)
             return json.dumps([[rowid, 0.0] for rowid in ranked[:SHOWN]])
         if plan["required"] and not self.lexical(plan["match"], plan["newest"]):
             # A quoted phrase nobody wrote: answer with the words instead of nothing.
@@ -508,7 +508,7 @@ class Searcher:
         lexical = {rowid: LEXICAL_WEIGHT / (RRF_K + rank) + typed.get(rowid, 0) for rank, (rowid, _) in enumerate(hits, 1)}
         fused = dict(lexical)
         model = _embedder() if len(hits) > 1 and text else None
-        if model is not None and self.embeddings_available():
+        if model is not None and self.has_table("paper_embeddings"):
             import numpy as np
 
             rowids = [rowid for rowid, _ in hits]
@@ -649,9 +649,6 @@ class Searcher:
             plan["snippet_terms"] = _Marks(whole, tuple(prefixes))
         return plan["snippet_terms"]
 
-    def embeddings_available(self) -> bool:
-        return self.has_table("paper_embeddings")
-
 
 @hookimpl
 def startup(datasette):
@@ -671,7 +668,7 @@ def prepare_connection(conn):
     conn.create_function("fts_query", 1, fts_query, deterministic=True)
     conn.create_function("ai4mat_search", 1, searcher.search)
     conn.create_function("ai4mat_match", 1, lambda text: searcher.plan(text)["match"])
-    conn.create_function("ai4mat_left_out", 1, left_out, deterministic=True)
+    conn.create_function("ai4mat_left_out", 1, lambda text: left_out(searcher.plan(text)), deterministic=True)
     conn.create_function("ai4mat_snippet", 2, searcher.snippet)
     # The table view's ?_search= passes the text through escape_fts(), which quotes diffus* into
     # a phrase (matching nothing), requires "-polymer" and fails on a lone " with an fts5 syntax
