@@ -59,7 +59,7 @@ Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk C
 Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og
 """.split()) - {"Tc"}
 ENGLISH_PREFIXES = frozenset({"Co", "Re", "Bi"})
-_ELEMENTS_LOWER = frozenset(symbol.lower() for symbol in ELEMENT_SYMBOLS | {"Tc"})
+_ELEMENTS_LOWER = frozenset(symbol.lower() for symbol in ELEMENT_SYMBOLS)
 # Words researchers add around a topic ("a new method using..."): dropped when the query has
 # other words, searched when it has nothing else.
 FILLER_WORDS = frozenset("""

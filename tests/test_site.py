@@ -684,6 +684,7 @@ def test_an_element_symbol_is_not_read_as_the_acronym_spelled_the_same():
     assert groups("AL") == [['"al"', '"active learning"']]
     assert groups("GA") == [['"ga"', '"genetic algorithm"', '"evolutionary algorithm"']]
     assert groups("Tc")[0] == ['"tc"', '"critical temperature"', '"transition temperature"']
+    assert groups("critical temperature")[0] == ['"critical temperature"', '"tc"', '"transition temperature"']
     # Spelled out, the term does not search its element-like acronym, which would match the element.
     assert groups("active learning") == [['"active learning"']]
     assert groups("thermoelectric") == [['"thermoelectric"', '"zt"', '"figure of merit"']]
