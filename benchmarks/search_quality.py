@@ -5,9 +5,11 @@ Builds a real ai4mat.db from tests/fixtures/ai4mat/papers.json through the store
 enrich step, when the package has one), then asks the canned `search` query exactly as the site
 does: through Datasette in process, with metadata.yml and the plugins' SQL functions. Reports:
   - nDCG@10 (gain 3 for grade 2, 1 for grade 1) and the number of empty answers, for the 20
-    judged queries of search_dev.json and for the held-out queries of search_heldout.json;
+    judged queries of search_dev.json, the held-out queries of search_heldout.json (judged by
+    title rules) and those of search_judged.json (judged by reading, over pooled rankings);
   - related-papers topic coherence: for each paper graded 2 by a `topic` query, the share of its
-    10 related papers that the same query judges relevant (grade 1 or 2).
+    10 related papers that the same query judges relevant (grade 1 or 2): on search_dev.json
+    and, as `coherence_judged`, on search_judged.json.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from harvest import store  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ai4mat"
 HELDOUT = Path(__file__).resolve().parent / "search_heldout.json"
+JUDGED = Path(__file__).resolve().parent / "search_judged.json"
 
 
 def log(message: str) -> None:
@@ -145,13 +148,15 @@ async def measure(path: Path, verbose: bool) -> dict:
     ds = Datasette([], immutables=[str(path)], metadata=metadata, plugins_dir=str(ROOT / "plugins"))
     dev = json.loads((FIXTURES / "search_dev.json").read_text(encoding="utf-8"))["queries"]
     report = {}
-    for label, queries in (("dev", dev), ("heldout", heldout_judgements(papers))):
+    judged = json.loads(JUDGED.read_text(encoding="utf-8"))["queries"]
+    for label, queries in (("dev", dev), ("heldout", heldout_judgements(papers)), ("judged", judged)):
         results = await run_queries(ds, queries)
         report[label] = summary(label, results)
         if verbose:
             for r in results:
                 print(f"  {label} {r['id']} {r['ndcg']:.3f} {len(r['ranking']):3d} rel={len(r['relevant']):3d}  {r['q']}")
     report["coherence"] = await coherence(ds, dev)
+    report["coherence_judged"] = await coherence(ds, judged)
     return report
 
 
