@@ -76,6 +76,9 @@ async def search(path, q: str) -> list[dict]:
         ('"powder diffraction" crystal structure', ["2508.08349", "2502.02189", "2511.04055"]),
         # HEA finds the papers that write "high-entropy alloys" in full.
         ("HEA", ["2411.02834", "2509.05702", "2507.10237"]),
+        # uMLIP: three papers write it; then one that writes "universal machine learning
+        # interatomic potentials" and one on "atomistic foundation models" (it found only three).
+        ("uMLIP", ["2602.03369", "2508.04110", "2604.21401", "2510.11241", "2504.10655"]),
     ],
 )
 async def test_search_ranks_real_papers(real_db, q, best):
