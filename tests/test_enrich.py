@@ -171,6 +171,8 @@ def test_formulas_keep_latex_as_written():
     ("2404.04825", "material", ["metamaterial"]),
     ("2510.04015", "method", ["machine-learned interatomic potential"]),
     ("2410.02082", "method", ["transformer", "graph neural network", "contrastive/self-supervised learning"]),
+    # predicting lattice thermal conductivity is thermal transport, not a thermoelectric material
+    ("2411.18259", "material", []),
 ])
 def test_tags_of_real_papers(arxiv_id, kind, expected):
     assert tags_of(arxiv_id, kind) == expected
@@ -207,7 +209,7 @@ def test_a_user_vocabulary_adds_tags_and_terms(tmp_path):
         {"kind": "method", "tag": "diffusion model", "patterns": ["denoiser"]},
     ]}))
     vocabulary = load_vocabulary(path)
-    assert vocabulary.version == "2026.11.1+lab-3"
+    assert vocabulary.version == "2026.12.1+lab-3"
     tags = paper_tags("A denoiser for Ti3C2 MXenes", "", None, vocabulary)
     assert [(t.kind, t.tag) for t in tags] == [("material", "2D material"), ("method", "diffusion model"), ("material", "MXene")]
     assert [t.tag for t in paper_tags("A denoiser for Ti3C2", "", None)] == []

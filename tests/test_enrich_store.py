@@ -17,7 +17,7 @@ from harvest.store import save_papers, save_papers_bulk, start_run, writing
 from .dumps import dump
 from .fake_arxiv import make_paper
 
-VOCABULARY = "2026.11.1"
+VOCABULARY = "2026.12.1"
 
 MOF_PAPER = make_paper(
     1, title="Diffusion models for MOF design",
