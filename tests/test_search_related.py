@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import sqlite3
 from pathlib import Path
 
@@ -250,3 +252,22 @@ def test_relate_embeds_papers_of_an_older_file(real_db, tmp_path):
     assert (result.exit_code, result.stdout) == (
         0, "relate: 5 papers embedded, related papers of 1448 papers recomputed\n"
     )
+
+
+def test_quality_benchmarks_report_the_figures_in_results(real_db):
+    """benchmarks/search_quality.py and related_coherence.py on this file give RESULTS.md's figures."""
+    root = Path(__file__).resolve().parent.parent
+    run = lambda script: json.loads(subprocess.run(
+        [sys.executable, str(root / "benchmarks" / script), "--db", str(real_db)],
+        capture_output=True, text=True, check=True, cwd=root,
+    ).stdout)
+    quality = run("search_quality.py")
+    assert {label: round(quality[label]["ndcg@10"], 3) for label in ("dev", "heldout", "judged")} == {
+        "dev": 0.809, "heldout": 0.786, "judged": 0.745,
+    }
+    assert [quality[label]["empty"] for label in ("dev", "heldout", "judged")] == [0, 0, 0]
+    assert round(quality["coherence"], 3) == 0.548
+    assert run("related_coherence.py") == {
+        "dev": {"papers": 60, "shipped": 0.548, "tf-idf": 0.453, "WordLlama": 0.433, "ceiling": 0.97},
+        "judged": {"papers": 79, "shipped": 0.361, "tf-idf": 0.346, "WordLlama": 0.295, "ceiling": 0.894},
+    }
