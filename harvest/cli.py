@@ -21,7 +21,7 @@ from .serve import (
 )
 from .site_files import default_config, site_files
 from .site_config import SiteError, load_rendered_metadata, site_links, user_agent
-from .enrich import enrich_all
+from .enrich import enrich_all, stale_papers
 from .enrich.tags import VocabularyError, load_vocabulary
 from .store import StoreError, open_db, writing
 
@@ -161,10 +161,21 @@ def backfill(db_path, config_path, since, until, api_url, delay, timeout):
 @config_option
 @click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
               help="Processes extracting in parallel.")
-def enrich(db_path: str, config_path: str, workers: int):
+@click.option("--if-stale", is_flag=True,
+              help="Only when some paper was tagged with another vocabulary version, or never (the daily job's step).")
+def enrich(db_path: str, config_path: str, workers: int, if_stale: bool):
     """Recompute every paper's links, elements, formulas and tags (after a vocabulary change)."""
     config = _load_config(config_path)
     vocabulary = _vocabulary(config)
+    if if_stale:
+        stale = _stale_papers(db_path, vocabulary)
+        if stale is None:
+            click.echo(f"enrich: {db_path} holds no papers yet; nothing to do")
+            return
+        if not stale:
+            click.echo(f"enrich: every paper is tagged with vocabulary {vocabulary.version}; nothing to do")
+            return
+        click.echo(f"enrich: {stale} papers were tagged with another vocabulary (or none)", err=True)
     _require_papers("enrich", db_path)
     try:
         with writing(db_path) as db:
@@ -191,6 +202,22 @@ def relate(db_path: str, threads: int):
     except StoreError as error:
         raise click.ClickException(f"relate failed: {error}")
     click.echo(f"relate: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
+
+
+def _stale_papers(db_path: str, vocabulary) -> int | None:
+    """Papers of the file not tagged with `vocabulary`'s version; None when it has no papers (or no file)."""
+    if not Path(db_path).is_file():
+        return None
+    try:
+        db = open_db(db_path, create=False, writable=False)
+    except StoreError as error:
+        raise click.ClickException(f"enrich failed: {error}")
+    try:
+        if not db["papers"].exists() or not db["papers"].count:
+            return None
+        return stale_papers(db, vocabulary)
+    finally:
+        db.close()
 
 
 def _require_papers(command: str, db_path: str) -> None:

@@ -90,6 +90,14 @@ else
   log "AI4MAT_PREVIOUS_DB_URL is unset and there is no $db: starting an empty one"
 fi
 
+# Papers tagged by an older tag vocabulary (harvest/data/vocabulary.json changed) are re-tagged
+# once, in one transaction, before today's papers are added; a file already current is untouched.
+# A failure leaves the tags as they were and does not hold back today's harvest.
+if ! ai4mat enrich --db "$db" --if-stale >&2; then
+  log "re-tagging the papers with the current vocabulary failed (above); harvesting with the tags as they are"
+  echo "::warning title=re-tagging failed::papers keep their older tags until a run re-tags them"
+fi
+
 # A failed harvest is recorded in the database (the runs table) and published like any other
 # run; the next run catches up, since every run scans the query's whole result set.
 harvest_failed=false

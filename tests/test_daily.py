@@ -143,6 +143,29 @@ def test_a_file_left_in_wal_mode_by_live_serving_is_released_in_rollback_mode(wo
     assert (workdir / "ai4mat.db.sha256").read_text() == f"{digest}  ai4mat.db\n"
 
 
+def test_papers_tagged_by_an_older_vocabulary_are_retagged_before_the_harvest(workdir, fake_arxiv):
+    fake_arxiv.papers = [FIRST, SECOND_V1]
+    assert daily(workdir, fake_arxiv).returncode == 0
+    db = workdir / "ai4mat.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE paper_enrichment SET vocabulary_version = 'old'")
+        conn.execute("UPDATE paper_tags SET vocabulary_version = 'old'")
+    conn.close()
+    fake_arxiv.papers = [FIRST, SECOND_V1, FOURTH]
+    result = daily(workdir, fake_arxiv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "harvest: 1 new, 0 updated, 2 unchanged (1 request)\nreadme: README.md updated\n"
+    assert "enrich: 2 papers were tagged with another vocabulary (or none)" in result.stderr.splitlines()
+    version = json.loads((ROOT / "harvest" / "data" / "vocabulary.json").read_text())["version"]
+    assert rows(db, "select vocabulary_version, count(*) n from paper_enrichment group by 1") == [
+        {"vocabulary_version": version, "n": 3}
+    ]
+    assert {r["vocabulary_version"] for r in rows(db, "select vocabulary_version from paper_tags")} == {version}
+    # The next day nothing is stale: nothing is rewritten.
+    result = daily(workdir, fake_arxiv)
+    assert f"enrich: every paper is tagged with vocabulary {version}; nothing to do" in result.stderr.splitlines()
+
+
 def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, tmp_path_factory, client_for):
     # Yesterday's database, written by the harvester, is "released".
     yesterday = tmp_path_factory.mktemp("yesterday") / "ai4mat.db"

@@ -191,6 +191,35 @@ def test_enrich_on_a_missing_file_says_so(tmp_path, config_path):
     assert result.output == f"Error: enrich failed: {missing}: database not found (run `ai4mat harvest --db {missing}` first)\n"
 
 
+def test_enrich_if_stale_retags_a_file_tagged_by_another_vocabulary_and_else_leaves_it(db_path, config_path):
+    with writing(db_path) as db:
+        saved(db, [MOF_PAPER, PLAIN_PAPER])
+    with sqlite3.connect(db_path) as conn:  # the MOF paper was tagged by last month's vocabulary
+        conn.execute("UPDATE paper_tags SET vocabulary_version = '2026.11.1'")
+        conn.execute("UPDATE paper_enrichment SET vocabulary_version = '2026.11.1' WHERE arxiv_id = '2611.00001'")
+    conn.close()
+    result = invoke("enrich", "--db", db_path, "--config", config_path, "--if-stale")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, f"enrich: 2 papers tagged with vocabulary {VOCABULARY}\n",
+        "enrich: 1 papers were tagged with another vocabulary (or none)\nenrich\n",  # then the progress bar's label
+    )
+    with writing(db_path) as db:
+        assert {t: [r for r in rows if r[0] == "2611.00001"] for t, rows in enrichment(db).items()} == MOF_ROWS
+    current = db_path.read_bytes()
+    result = invoke("enrich", "--db", db_path, "--config", config_path, "--if-stale")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, f"enrich: every paper is tagged with vocabulary {VOCABULARY}; nothing to do\n", "",
+    )
+    assert db_path.read_bytes() == current
+
+
+def test_enrich_if_stale_on_a_file_without_papers_has_nothing_to_do(tmp_path, config_path):
+    missing = tmp_path / "ai4mat.db"
+    result = invoke("enrich", "--db", missing, "--config", config_path, "--if-stale")
+    assert (result.exit_code, result.output) == (0, f"enrich: {missing} holds no papers yet; nothing to do\n")
+    assert not missing.exists()
+
+
 def test_enrich_all_rolls_back_with_the_callers_transaction():
     db = saved(_memory_db(), [MOF_PAPER])
     before = enrichment(db)

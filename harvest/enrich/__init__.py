@@ -120,6 +120,22 @@ def enrich_papers(db: sqlite_utils.Database, arxiv_ids: Iterable[str], vocabular
     return len(rows)
 
 
+def stale_papers(db: sqlite_utils.Database, vocabulary: Vocabulary) -> int:
+    """How many papers were not enriched with `vocabulary`'s version (another version, or never).
+
+    Two index counts, not a scan: every paper has at most one `paper_enrichment` row.
+    """
+    if not db["papers"].exists():
+        return 0
+    papers = db.execute("SELECT count(*) FROM papers").fetchone()[0]
+    if not db["paper_enrichment"].exists():
+        return papers
+    current = db.execute(
+        "SELECT count(*) FROM paper_enrichment WHERE vocabulary_version = ?", [vocabulary.version]
+    ).fetchone()[0]
+    return papers - current
+
+
 # ---------------------------------------------------------------- the whole file
 
 _WORKER_VOCABULARY: Vocabulary | None = None
