@@ -68,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, help="use this already built database instead of building one")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
-        path = args.db
-        if path is None:
-            path = Path(work) / "ai4mat.db"
-            search_quality.log("building ai4mat.db from papers.json")
-            search_quality.build_db(path, search_quality.load_papers())
+        path, _ = search_quality.database(args.db, work)
         db = sqlite_utils.Database(path)
         dev = json.loads((search_quality.FIXTURES / "search_dev.json").read_text(encoding="utf-8"))["queries"]
         judged = json.loads(search_quality.JUDGED.read_text(encoding="utf-8"))["queries"]

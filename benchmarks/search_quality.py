@@ -70,6 +70,15 @@ def build_db(path: Path, papers: list[dict]) -> float:
     return time.perf_counter() - started
 
 
+def database(given: Path | None, work: str) -> tuple[Path, float | None]:
+    """`given`, or an ai4mat.db built in folder `work` from papers.json (with its enrich seconds)."""
+    if given is not None:
+        return given, None
+    path = Path(work) / "ai4mat.db"
+    log("building ai4mat.db from papers.json")
+    return path, build_db(path, load_papers())
+
+
 def heldout_judgements(papers: list[dict]) -> list[dict]:
     """The held-out queries, each judged by its rules over titles and abstracts.
 
@@ -167,12 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="print each query's score")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
-        path = args.db
-        enrich_seconds = None
-        if path is None:
-            path = Path(work) / "ai4mat.db"
-            log("building ai4mat.db from papers.json")
-            enrich_seconds = build_db(path, load_papers())
+        path, enrich_seconds = database(args.db, work)
         report = asyncio.run(measure(path, args.verbose))
     report["enrich_seconds"] = enrich_seconds
     print(json.dumps(report, indent=1))

@@ -168,8 +168,8 @@ def enrich(db_path: str, config_path: str, workers: int, if_stale: bool):
     config = _load_config(config_path)
     vocabulary = _vocabulary(config)
     if if_stale:
-        stale = _stale_papers(db_path, vocabulary)
-        if stale is None:
+        papers, stale = _papers("enrich", db_path, vocabulary) or (0, 0)
+        if not papers:
             click.echo(f"enrich: {db_path} holds no papers yet; nothing to do")
             return
         if not stale:
@@ -204,35 +204,30 @@ def relate(db_path: str, threads: int):
     click.echo(f"relate: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
 
 
-def _stale_papers(db_path: str, vocabulary) -> int | None:
-    """Papers of the file not tagged with `vocabulary`'s version; None when it has no papers (or no file)."""
+def _papers(command: str, db_path: str, vocabulary=None) -> tuple[int, int] | None:
+    """(papers, papers not tagged with `vocabulary`'s version) of the file, or None if there is no file.
+
+    A file that is not a readable dataset fails with a one-line error.
+    """
     if not Path(db_path).is_file():
         return None
-    try:
-        db = open_db(db_path, create=False, writable=False)
-    except StoreError as error:
-        raise click.ClickException(f"enrich failed: {error}")
-    try:
-        if not db["papers"].exists() or not db["papers"].count:
-            return None
-        return stale_papers(db, vocabulary)
-    finally:
-        db.close()
-
-
-def _require_papers(command: str, db_path: str) -> None:
-    """Refuse, in one line, a file that does not exist or holds no papers (nothing to derive from)."""
-    if not Path(db_path).is_file():
-        raise click.ClickException(f"{command} failed: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)")
     try:
         db = open_db(db_path, create=False, writable=False)
     except StoreError as error:
         raise click.ClickException(f"{command} failed: {error}")
     try:
         papers = db["papers"].count if db["papers"].exists() else 0
+        return papers, (stale_papers(db, vocabulary) if vocabulary is not None and papers else 0)
     finally:
         db.close()
-    if not papers:
+
+
+def _require_papers(command: str, db_path: str) -> None:
+    """Refuse, in one line, a file that does not exist or holds no papers (nothing to derive from)."""
+    found = _papers(command, db_path)
+    if found is None:
+        raise click.ClickException(f"{command} failed: {db_path}: database not found (run `ai4mat harvest --db {db_path}` first)")
+    if not found[0]:
         raise click.ClickException(f"{command} failed: {db_path} holds no papers (run `ai4mat harvest` first)")
 
 
