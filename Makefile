@@ -16,11 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Harvest arXiv into ai4mat.db, rewrite the README section, then serve the dataset.
+# Re-tag papers if the tag vocabulary changed, harvest arXiv into ai4mat.db, rewrite the README
+# section, then serve the dataset.
 # Without arXiv (offline), the harvest is recorded as failed and the existing file is served.
 # The port is checked first: a port in use stops here, not after a harvest of minutes.
 serve: install
 	@$(BIN)/ai4mat serve --check-port --host $(HOST) --port $(PORT)
+	$(BIN)/ai4mat enrich --if-stale || echo "make serve: re-tagging failed (above); serving with the tags as they are"
 	$(BIN)/ai4mat harvest || echo "make serve: the harvest failed (above); serving ai4mat.db as it is"
 	$(BIN)/ai4mat readme
 	$(BIN)/ai4mat serve --host $(HOST) --port $(PORT)
