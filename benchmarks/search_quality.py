@@ -7,6 +7,7 @@ does: through Datasette in process, with metadata.yml and the plugins' SQL funct
   - nDCG@10 (gain 3 for grade 2, 1 for grade 1) and the number of empty answers, for the 20
     judged queries of search_dev.json, the held-out queries of search_heldout.json (judged by
     title rules) and those of search_judged.json (judged by reading, over pooled rankings);
+  - the same for plain bm25 over any word of the query (`baseline_ndcg@10`), in the same run;
   - related-papers topic coherence: for each paper graded 2 by a `topic` query, the share of its
     10 related papers that the same query judges relevant (grade 1 or 2): on search_dev.json
     and, as `coherence_judged`, on search_judged.json.
@@ -19,6 +20,7 @@ import asyncio
 import json
 import math
 import re
+import sqlite3
 import sys
 import tempfile
 import time
@@ -137,6 +139,22 @@ async def coherence(ds: Datasette, queries: list[dict]) -> float | None:
     return sum(shares) / len(shares) if shares else None
 
 
+def plain_bm25(path: Path, queries: list[dict]) -> float:
+    """The baseline in the same run: mean nDCG@10 of FTS5's bm25 (default weights) over any word of
+    each query, the issue's "plain bm25 with any word allowed" (0.707 on all 60 researcher queries)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    scores = []
+    for query in queries:
+        words = " OR ".join(f'"{word}"' for word in re.findall(r"\w+", query["q"].lower()))
+        ranking = [row[0] for row in conn.execute(
+            "SELECT p.arxiv_id FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+            "WHERE papers_fts MATCH ? ORDER BY bm25(papers_fts) LIMIT 10", [words or '""'],
+        )]
+        scores.append(ndcg_at_10(ranking, query["relevant"]))
+    conn.close()
+    return sum(scores) / len(scores)
+
+
 def summary(label: str, results: list[dict]) -> dict:
     by_kind: dict[str, list[float]] = {}
     for result in results:
@@ -161,6 +179,7 @@ async def measure(path: Path, verbose: bool) -> dict:
     for label, queries in (("dev", dev), ("heldout", heldout_judgements(papers)), ("judged", judged)):
         results = await run_queries(ds, queries)
         report[label] = summary(label, results)
+        report[label]["baseline_ndcg@10"] = plain_bm25(path, queries)
         if verbose:
             for r in results:
                 print(f"  {label} {r['id']} {r['ndcg']:.3f} {len(r['ranking']):3d} rel={len(r['relevant']):3d}  {r['q']}")

@@ -86,8 +86,8 @@ PRF_WEIGHT = 0.5
 PRF_ROUNDS = 1
 PLAIN_WEIGHT = 0.5
 # Papers carrying the tags the query names (the tagging vocabulary's rules, run on the query as on
-# a title) gain up to TAG_WEIGHT / (RRF_K + 1): all of the query's tags are worth one more voter,
-# as strong as the meaning's, ranking the paper first.
+# a title) gain up to TAG_WEIGHT / (RRF_K + 1) times the share of the query's words the tags
+# describe: tags describing all of it are worth one more voter, as strong as the meaning's.
 TAG_WEIGHT = 1.0
 # The same for the element symbols the query names ("Li", "Pt"), from the papers' extracted elements.
 ELEMENT_WEIGHT = 1.0
@@ -534,8 +534,9 @@ class Searcher:
                     fused = {rowid: score + dense.get(rowid, 0) for rowid, score in lexical.items()}
         return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
 
-    def query_tags(self, text: str) -> list[str]:
-        """The tags whose vocabulary rules match the query's words (as a paper's title would)."""
+    def query_tags(self, text: str) -> tuple[list[str], float]:
+        """The tags whose vocabulary rules match the query's words (as a paper's title would), and
+        the share of the query's words (stop and filler words aside) that those matches hold."""
         if self.rules is None:
             self.rules = []
             if self.has_table("tag_vocabulary"):
@@ -545,12 +546,27 @@ class Searcher:
                     except re.error:  # a rule this Python cannot compile only loses its boost
                         continue
         words = text.replace("*", "")
-        return list(dict.fromkeys(tag for tag, pattern in self.rules if pattern.search(words)))
+        tags, spans = [], []
+        for tag, pattern in self.rules:
+            found = [match.span() for match in pattern.finditer(words)]
+            if found:
+                tags.append(tag)
+                spans += found
+        content = [
+            match.span() for match in re.finditer(r"\w+", words)
+            if match.group().lower() not in STOP_WORDS and match.group().lower() not in FILLER_WORDS
+        ]
+        held = sum(any(start < end_ and start_ < end for start_, end_ in spans) for start, end in content)
+        return list(dict.fromkeys(tags)), held / len(content) if content else 0.0
 
     def favour_tags(self, text: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """`ranked` with each paper raised by the share of the query's tags it carries."""
-        tags = self.query_tags(text) if len(ranked) > 1 else []
-        return self.favour(ranked, "paper_tags", "tag", tags, TAG_WEIGHT)
+        """`ranked` with each paper raised by the share of the query's tags it carries, weighed by
+        the share of the query the tags describe: in "GB segregation MD" only "MD" is a tag
+        (molecular dynamics), which must not outrank papers on grain-boundary segregation."""
+        if len(ranked) < 2:
+            return ranked
+        tags, described = self.query_tags(text)
+        return self.favour(ranked, "paper_tags", "tag", tags, TAG_WEIGHT * described)
 
     def favour_elements(self, symbols: list[str], ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """`ranked` with each paper raised by the share of the query's element symbols ("Li", "Pt")
