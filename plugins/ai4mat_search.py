@@ -217,7 +217,7 @@ def parse_query(text: str | None) -> dict:
             if part in ELEMENT_SYMBOLS and part.lower() not in STOP_WORDS
             and not (i == 0 and len(typed_parts) > 1 and part in ENGLISH_PREFIXES)
         ]
-        parts = _words(term.rstrip("*").replace(".", " ").replace("'", " "))
+        parts = [part.lower() for part in typed_parts]
         words += [(part, prefix and i == len(parts) - 1) for i, part in enumerate(parts)]
     position = 0
     while position < len(words):
@@ -581,7 +581,7 @@ class Searcher:
         One indexed look-up per candidate (papers by rowid, `table` by its key): the cost does
         not grow with the number of papers.
         """
-        if not values or len(ranked) < 2 or not self.has_table(table):
+        if not values or not weight or len(ranked) < 2 or not self.has_table(table):
             return ranked
         rowids = [rowid for rowid, _ in ranked]
         carried = dict(self.conn.execute(
