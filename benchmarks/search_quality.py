@@ -58,7 +58,7 @@ def load_papers() -> list[dict]:
 
 
 def build_db(path: Path, papers: list[dict]) -> float:
-    """Store the papers as one harvest run, then enrich; returns the enrich time in seconds."""
+    """Store the papers as one harvest run, then relate and embed (MiniLM); returns those steps' seconds."""
     db = store.open_db(path)
     run_id = store.start_run(db, "fixtures/ai4mat/papers.json")
     with db.atomic():
@@ -68,6 +68,7 @@ def build_db(path: Path, papers: list[dict]) -> float:
     from harvest import related
 
     related.enrich_all(db)
+    store.embed_minilm(db)
     db.close()
     return time.perf_counter() - started
 

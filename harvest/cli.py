@@ -204,6 +204,29 @@ def relate(db_path: str, threads: int):
     click.echo(f"relate: {result['embedded']} papers embedded, related papers of {result['related']} papers recomputed")
 
 
+@cli.command()
+@db_option
+@click.option("--minutes", type=click.FloatRange(min=0),
+              help="Start no new batch after this long (the daily job's budget); the rest waits for the next run.")
+def embed(db_path: str, minutes: float | None):
+    """Embed papers with all-MiniLM-L6-v2 for search, newest first (until then they rank without it)."""
+    from .minilm import ModelError
+    from .store import embed_minilm
+
+    papers, _ = _papers("embed", db_path) or (0, 0)
+    if not papers:
+        click.echo(f"embed: {db_path} holds no papers yet; nothing to do")
+        return
+    try:
+        with writing(db_path) as db:
+            bar = click.progressbar(length=papers, label="embed", show_eta=False, show_pos=True, file=sys.stderr)
+            with bar:
+                embedded, left = embed_minilm(db, seconds=None if minutes is None else minutes * 60, progress=bar.update)
+    except (StoreError, ModelError) as error:
+        raise click.ClickException(f"embed failed: {error}")
+    click.echo(f"embed: {embedded} papers embedded with all-MiniLM-L6-v2; {left} still without")
+
+
 def _papers(command: str, db_path: str, vocabulary=None) -> tuple[int, int] | None:
     """(papers, papers not tagged with `vocabulary`'s version) of the file, or None if there is no file.
 

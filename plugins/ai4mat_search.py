@@ -10,6 +10,7 @@ ranks without tags.
 from __future__ import annotations
 
 import html
+import importlib.util
 import itertools
 import json
 import math
@@ -21,6 +22,17 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+try:
+    from harvest import minilm
+except ImportError:
+    # The published image installs Datasette and the plugins' pins, not ai4mat: scripts/publish.sh
+    # ships harvest/minilm.py (numpy, safetensors, tokenizers) and the model's files beside this file.
+    try:
+        _spec = importlib.util.spec_from_file_location("ai4mat_minilm", Path(__file__).with_name("ai4mat_minilm.py"))
+        minilm = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(minilm)
+    except (ImportError, OSError):
+        minilm = None
 from datasette import hookimpl
 from datasette.utils import tilde_encode
 from markupsafe import Markup
@@ -315,6 +327,22 @@ def _embedder():
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def _minilm_encoder():
+    """all-MiniLM-L6-v2 (harvest.minilm), or None where it or numpy is not installed or its files
+    are not the official ones (search then ranks without it)."""
+    if minilm is None:
+        return None
+    try:
+        return minilm.encoder()
+    except Exception:  # a damaged model must not take search down
+        return None
+
+
+@lru_cache(maxsize=1000)
+def _minilm_query(text: str):
+    return _minilm_encoder().encode([text])[0]
+
+
 # Word counts and query plans, shared by every connection to one file in one state: Datasette
 # opens a connection per SQL thread, and each counting for itself made a query's first request
 # on each of them slow (at a million papers, HTML search p95 147 ms against p50 62 ms). A file's
@@ -507,12 +535,16 @@ class Searcher:
         hits = hits + [(rowid, 0.0) for rowid, _ in plain if rowid not in seen]
         lexical = {rowid: LEXICAL_WEIGHT / (RRF_K + rank) + typed.get(rowid, 0) for rank, (rowid, _) in enumerate(hits, 1)}
         fused = dict(lexical)
-        model = _embedder() if len(hits) > 1 and text else None
+        if len(hits) < 2 or not text:
+            return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
+        rowids = [rowid for rowid, _ in hits]
+        marks = ",".join("?" * len(rowids))
+        words = [word for word in _words(text) if word not in STOP_WORDS and word not in FILLER_WORDS]
+        weight = LONG_DENSE_WEIGHT if len(words) >= LONG_QUERY else 1.0
+        model = _embedder()
         if model is not None and self.has_table("paper_embeddings"):
             import numpy as np
 
-            rowids = [rowid for rowid, _ in hits]
-            marks = ",".join("?" * len(rowids))
             stored = dict(self.conn.execute(
                 f"select p.rowid, e.embedding from papers p join paper_embeddings e on e.arxiv_id = p.arxiv_id where p.rowid in ({marks})",
                 rowids,
@@ -523,8 +555,6 @@ class Searcher:
                 matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
                 query = np.asarray(model.embed([text], norm=True), dtype=np.float32)[0]
                 query /= max(float(np.linalg.norm(query)), 1e-9)
-                words = [word for word in _words(text) if word not in STOP_WORDS and word not in FILLER_WORDS]
-                weight = LONG_DENSE_WEIGHT if len(words) >= LONG_QUERY else 1.0
                 for _ in range(PRF_ROUNDS):
                     order = sorted(range(len(have)), key=lambda i: -fused[have[i]])[:PRF_DOCS]
                     feedback = matrix[order].mean(axis=0)
@@ -532,7 +562,29 @@ class Searcher:
                     similarity = matrix @ vector
                     dense = {have[index]: weight / (RRF_K + rank) for rank, index in enumerate(np.argsort(-similarity), 1)}
                     fused = {rowid: score + dense.get(rowid, 0) for rowid, score in lexical.items()}
+        if len(words) >= LONG_QUERY:
+            fused = self.read_in_context(text, rowids, marks, weight, fused)
         return sorted(fused.items(), key=lambda item: (-item[1], -item[0]))
+
+    def read_in_context(self, text: str, rowids: list[int], marks: str, weight: float, fused: dict) -> dict:
+        """`fused` plus one more voter for a description: the candidates ordered by all-MiniLM-L6-v2
+        similarity to the query (a transformer reads words in context, where WordLlama averages
+        them). Candidates not yet embedded (`ai4mat embed`) get no vote; without the model or
+        the table, `fused` is returned as it is."""
+        encoder = _minilm_encoder()
+        if encoder is None or not self.has_table("paper_embeddings_minilm"):
+            return fused
+        stored = dict(self.conn.execute(
+            f"select p.rowid, m.embedding from papers p join paper_embeddings_minilm m on m.arxiv_id = p.arxiv_id where p.rowid in ({marks})",
+            rowids,
+        ).fetchall())
+        have = [rowid for rowid in rowids if len(stored.get(rowid) or b"") == minilm.DIM]
+        if not have:
+            return fused
+        similarity = minilm.from_blobs(stored[rowid] for rowid in have) @ _minilm_query(text)
+        order = sorted(range(len(have)), key=lambda index: -similarity[index])
+        vote = {have[index]: weight / (RRF_K + rank) for rank, index in enumerate(order, 1)}
+        return {rowid: score + vote.get(rowid, 0) for rowid, score in fused.items()}
 
     def query_tags(self, text: str) -> tuple[list[str], float]:
         """The tags whose vocabulary rules match the query's words (as a paper's title would), and
@@ -668,8 +720,9 @@ class Searcher:
 
 @hookimpl
 def startup(datasette):
-    # Load the model (about 0.2 s) before the first search, not inside its SQL time limit.
+    # Load the models (about 0.2 s each) before the first search, not inside its SQL time limit.
     _embedder()
+    _minilm_encoder()
     synonyms()
 
 

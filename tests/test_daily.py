@@ -120,6 +120,9 @@ def test_first_run_without_a_previous_database_starts_empty(workdir, fake_arxiv)
     db = workdir / "ai4mat.db"
     assert [(r["id"], r["status"], r["new"]) for r in rows(db, "select * from runs")] == [(1, "ok", 3)]
     assert "## New Papers (3)" in (workdir / "README.md").read_text()
+    # Today's papers are embedded for search (all-MiniLM-L6-v2) before the file is checksummed.
+    assert "embed: 3 papers embedded with all-MiniLM-L6-v2; 0 still without" in result.stderr.splitlines()
+    assert len(rows(db, "select arxiv_id from paper_embeddings_minilm")) == 3
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     assert (workdir / "ai4mat.db.sha256").read_text() == f"{digest}  ai4mat.db\n"
     assert result.stderr.splitlines()[-2:] == ["daily: smoke check passed", f"daily: {digest}  ai4mat.db"]

@@ -38,7 +38,7 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     pins = [d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"] if d.startswith("datasette-")]
     assert pins == ["datasette-atom==0.9", "datasette-search-all==1.1.4", "datasette-dashboards==0.8.0"]
     dockerfile = (out / "Dockerfile").read_text().splitlines()
-    plugin_pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "wordllama", "snowballstemmer", "PyStemmer")]
+    plugin_pins = [f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "wordllama", "safetensors", "tokenizers", "snowballstemmer", "PyStemmer")]
     assert f"RUN pip install -U datasette datasette=={datasette.__version__} {' '.join(plugin_pins + pins)}" in dockerfile
     cmd = next(line for line in dockerfile if line.startswith("CMD "))
     assert cmd == (
@@ -51,6 +51,9 @@ def test_publish_generates_a_deployment_of_the_same_site(tmp_path):
     assert (out / "plugins" / "ai4mat_search.py").read_bytes() == (PLUGINS_DIR / "ai4mat_search.py").read_bytes()
     # The image does not install ai4mat: the lookup rules the plugins share with it go beside them.
     assert (out / "plugins" / "ai4mat_lookup_rules.py").read_bytes() == (ROOT / "harvest" / "lookups.py").read_bytes()
+    # And search's MiniLM, with the model's files, checked against the official model's by hash.
+    assert (out / "plugins" / "ai4mat_minilm.py").read_bytes() == (ROOT / "harvest" / "minilm.py").read_bytes()
+    assert sorted(path.name for path in (out / "plugins" / "ai4mat_minilm_model").iterdir()) == ["model.safetensors", "tokenizer.json"]
     row_template = "row-ai4mat-papers.html"
     assert (out / "templates" / row_template).read_bytes() == (ROOT / "templates" / row_template).read_bytes()
     # The metadata as `ai4mat serve` serves it: rendered for config.json (harvest/site_config.py).
