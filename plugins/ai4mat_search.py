@@ -327,9 +327,10 @@ def _embedder():
         shutil.rmtree(cache, ignore_errors=True)
 
 
+@lru_cache(maxsize=1)
 def _minilm_encoder():
     """all-MiniLM-L6-v2 (harvest.minilm), or None where it or numpy is not installed or its files
-    are not the official ones (search then ranks without it)."""
+    are not the official ones (search then ranks without it; decided once, not at every search)."""
     if minilm is None:
         return None
     try:
