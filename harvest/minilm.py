@@ -30,7 +30,7 @@ DIM = 384
 # Title and the abstract's first part. The model was trained on 128-token pieces; on the 1,448
 # real papers, 128 tokens ranked as well as 256 at twice the speed (benchmarks/RESULTS.md).
 MAX_TOKENS = 128
-BATCH = 16
+BATCH = 16  # texts a forward pass
 # sentence-transformers/all-MiniLM-L6-v2 at revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41.
 FILES = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -139,12 +139,29 @@ def _layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """BERT's GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (error < 1.5e-7)."""
-    z = np.abs(x) * np.float32(1 / math.sqrt(2))
-    t = 1 / (1 + np.float32(0.3275911) * z)
-    poly = t * (np.float32(0.254829592) + t * (np.float32(-0.284496736) + t * (np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429)))))
-    erf = 1 - poly * np.exp(-z * z)
-    return np.float32(0.5) * x * (1 + np.sign(x) * erf)
+    """BERT's GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (error < 1.5e-7).
+
+    In place on one buffer: with a temporary per operation it took a third of the forward pass.
+    """
+    z = np.abs(x)
+    z *= np.float32(1 / math.sqrt(2))
+    t = z * np.float32(0.3275911)
+    t += 1
+    np.reciprocal(t, out=t)
+    erf = t * np.float32(1.061405429)
+    for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        erf += np.float32(coefficient)
+        erf *= t
+    np.square(z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    erf *= z
+    np.subtract(1, erf, out=erf)  # erf(|x| / sqrt 2)
+    np.copysign(erf, x, out=erf)
+    erf += 1
+    erf *= x
+    erf *= np.float32(0.5)
+    return erf
 
 
 @functools.lru_cache(maxsize=1)
