@@ -339,13 +339,7 @@ def _schema_v3_enrichment(db: sqlite_utils.Database) -> None:
 
 def _schema_v4_search_related(db: sqlite_utils.Database) -> None:
     """paper_embeddings (one vector per paper, for search) and related (10 neighbours per paper)."""
-    db["paper_embeddings"].create(
-        {"arxiv_id": str, "model": str, "embedding": bytes},
-        pk="arxiv_id",
-        not_null={"model", "embedding"},
-        foreign_keys=[("arxiv_id", "papers", "arxiv_id")],
-        if_not_exists=True,
-    )
+    _create_embeddings(db, "paper_embeddings")
     db["related"].create(
         {"arxiv_id": str, "related_id": str, "rank": int, "score": float},
         pk=("arxiv_id", "rank"),
@@ -642,7 +636,12 @@ def _schema_v9_tag_vocabulary(db: sqlite_utils.Database) -> None:
 
 def _schema_v10_minilm(db: sqlite_utils.Database) -> None:
     """paper_embeddings_minilm: all-MiniLM-L6-v2 vectors (harvest.minilm), filled by `ai4mat embed`."""
-    db["paper_embeddings_minilm"].create(
+    _create_embeddings(db, "paper_embeddings_minilm")
+
+
+def _create_embeddings(db: sqlite_utils.Database, table: str) -> None:
+    """A table of one vector per paper: (arxiv_id, model, embedding), keyed by the paper."""
+    db[table].create(
         {"arxiv_id": str, "model": str, "embedding": bytes},
         pk="arxiv_id",
         not_null={"model", "embedding"},
