@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
 
 import numpy as np
 import pytest
@@ -151,38 +149,3 @@ def test_the_model_beside_the_module_is_used_first(tmp_path, monkeypatch):
     monkeypatch.setattr(minilm, "__file__", str(module))
     assert minilm.model_dir() == beside
 
-
-def test_search_ranks_without_a_model_whose_files_are_not_the_official_ones(tmp_path, monkeypatch):
-    from .site_data import load_plugin
-    from .test_search_related import real_papers, store as store_real
-
-    db_path = tmp_path / "ai4mat.db"
-    store_real(db_path, [paper for paper in real_papers() if "crystal" in paper["title"].lower()])
-    db = open_db(db_path)
-    embed_minilm(db)
-    db.close()
-    q = "LLM designs a new crystal after seeing a few example structures in its prompt"
-
-    def ranking(plugin):
-        conn = sqlite3.connect(db_path)
-        plugin.prepare_connection(conn)
-        try:
-            return [rowid for rowid, _ in json.loads(conn.execute("select ai4mat_search(?)", [q]).fetchone()[0])]
-        finally:
-            conn.close()
-
-    with_model = ranking(load_plugin())
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"not the weights")
-    shutil.copy(minilm.model_dir() / "tokenizer.json", folder / "tokenizer.json")
-    monkeypatch.setattr(minilm, "model_dir", lambda: folder)
-    minilm.encoder.cache_clear()
-    try:
-        damaged = ranking(load_plugin())
-        with sqlite3.connect(db_path) as conn:
-            conn.execute("DELETE FROM paper_embeddings_minilm")
-        without_vectors = ranking(load_plugin())
-    finally:
-        minilm.encoder.cache_clear()
-    assert damaged == without_vectors != with_model

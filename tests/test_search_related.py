@@ -178,6 +178,40 @@ async def test_a_description_is_read_in_context(real_db, tmp_path):
     assert [row["arxiv_id"] for row in rows].index("2508.20143") == 9
 
 
+def test_search_ranks_without_a_model_whose_files_are_not_the_official_ones(real_db, tmp_path, monkeypatch):
+    from harvest import minilm
+
+    from .site_data import load_plugin
+
+    q = "LLM designs a new crystal after seeing a few example structures in its prompt"
+
+    def ranking(path):
+        plugin = load_plugin()  # a fresh plugin: it decides once per process whether the model is usable
+        conn = sqlite3.connect(path)
+        plugin.prepare_connection(conn)
+        try:
+            return [rowid for rowid, _ in json.loads(conn.execute("select ai4mat_search(?)", [q]).fetchone()[0])]
+        finally:
+            conn.close()
+
+    with_model = ranking(real_db)
+    without_vectors = tmp_path / "ai4mat.db"
+    shutil.copy(real_db, without_vectors)
+    with sqlite3.connect(without_vectors) as conn:
+        conn.execute("DELETE FROM paper_embeddings_minilm")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"not the weights")
+    shutil.copy(minilm.model_dir() / "tokenizer.json", folder / "tokenizer.json")
+    monkeypatch.setattr(minilm, "model_dir", lambda: folder)
+    minilm.encoder.cache_clear()
+    try:
+        damaged = ranking(real_db)
+    finally:
+        minilm.encoder.cache_clear()
+    assert damaged == ranking(without_vectors) != with_model
+
+
 # ---------------------------------------------------------------- related papers
 
 
