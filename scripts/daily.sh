@@ -112,7 +112,7 @@ if [ -n "${GITHUB_OUTPUT:-}" ]; then
 fi
 
 # Today's papers (and, within the budget, older ones) get their all-MiniLM-L6-v2 vectors for search:
-# about 20 papers a second. Papers without one still rank by words, WordLlama and tags; a failure
+# about 30 papers a second on 2 cores. Papers without one still rank by words, WordLlama and tags; a failure
 # (the model not installed) only warns.
 if ! ai4mat embed --db "$db" --minutes "${AI4MAT_EMBED_MINUTES:-20}" >&2; then
   log "embedding papers for search failed (above); papers not embedded rank without it"

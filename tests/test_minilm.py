@@ -109,6 +109,21 @@ def test_embed_goes_newest_first_and_an_interruption_keeps_the_batches_done(db_p
     db.close()
 
 
+def test_worker_processes_store_the_vectors_this_process_would(tmp_path):
+    papers = [make_paper(n, summary=f"Paper {n} predicts band gaps of {n} perovskites with a graph network.") for n in range(1, 13)]
+    stored = {}
+    for workers in (1, 2):
+        path = tmp_path / f"{workers}.db"
+        store(path, papers)
+        db = open_db(path)
+        # Batches of 4: the first in this process, the other two split over the workers.
+        assert embed_minilm(db, batch=4, workers=workers) == (12, 0)
+        db.close()
+        stored[workers] = rows(path, "select arxiv_id, embedding from paper_embeddings_minilm order by arxiv_id")
+    assert len(stored[2]) == 12
+    assert stored[2] == stored[1]
+
+
 def test_embed_within_no_time_embeds_nothing_and_says_how_many_wait(db_path):
     store(db_path, [make_paper(n) for n in range(1, 4)])
     result = invoke("embed", "--db", db_path, "--minutes", 0)
