@@ -818,7 +818,7 @@ def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
     db.conn.executemany("DELETE FROM paper_embeddings_minilm WHERE arxiv_id = ?", [(paper["arxiv_id"],) for paper in papers])
 
 
-MINILM_BATCH = 64  # papers a transaction: about 3 s of embedding on 2 cores
+MINILM_BATCH = 64  # papers a transaction: 2-3 s of embedding on 2 cores
 
 
 def embed_minilm(
