@@ -721,9 +721,10 @@ class Searcher:
 
 @hookimpl
 def startup(datasette):
-    # Load the models (about 0.2 s each) before the first search, not inside its SQL time limit.
+    # Load WordLlama (about 0.2 s) before the first search, not inside its SQL time limit.
+    # all-MiniLM-L6-v2 (0.35 s with its hash check) loads at the first description searched:
+    # most processes that start the site never search one.
     _embedder()
-    _minilm_encoder()
     synonyms()
 
 
