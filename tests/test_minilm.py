@@ -12,6 +12,7 @@ from harvest import minilm
 from harvest.cli import cli
 from harvest.store import embed_minilm, finish_run, open_db, save_papers, start_run, writing
 
+from . import minilm_vectors
 from .conftest import rows
 from .fake_arxiv import make_paper
 from .site_data import ROOT
@@ -38,6 +39,17 @@ def test_the_forward_pass_gives_the_published_similarities():
     assert [[round(float(value), 4) for value in row] for row in vectors @ vectors.T] == [
         [1.0, 0.666, 0.1046], [0.666, 1.0, 0.1411], [0.1046, 0.1411, 1.0],
     ]
+
+
+def test_the_cached_vectors_of_the_real_papers_are_the_models():
+    # The search tests read the 1,448 real papers' vectors from a cache (tests/minilm_vectors.py);
+    # every 60th paper is embedded again here, and must come out as cached (to one int8 step).
+    papers = minilm_vectors.papers()[::60]
+    cached = minilm_vectors.load()
+    fresh = minilm_vectors.embed(minilm_vectors.texts(papers))
+    stored = np.stack([np.frombuffer(cached[paper["arxiv_id"]], dtype=np.int8) for paper in papers])
+    assert len(papers) == 25
+    assert np.abs(fresh.astype(int) - stored.astype(int)).max() <= 1
 
 
 def test_the_model_comes_from_the_pinned_wheel():
