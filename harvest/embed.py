@@ -10,9 +10,12 @@ import functools
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
+
+# The int8 format both embedding tables store (harvest.minilm keeps it: the published site loads
+# that file alone).
+from .minilm import to_blob  # noqa: F401
 
 MODEL = "wordllama l2_supercat_256"
 DIM = 256
@@ -48,14 +51,3 @@ def embed(texts: list[str]) -> np.ndarray:
         return np.zeros((0, DIM), dtype=np.float32)
     vectors = np.asarray(model().embed(texts, norm=True), dtype=np.float32)
     return vectors
-
-
-def to_blob(vector: np.ndarray) -> bytes:
-    return np.clip(np.rint(vector * 127), -127, 127).astype(np.int8).tobytes()
-
-
-def from_blobs(blobs: Iterable[bytes]) -> np.ndarray:
-    """Stored vectors back as float32 rows (scale 1/127), L2-normalised again."""
-    matrix = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(-1, DIM).astype(np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-9)

