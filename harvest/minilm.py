@@ -2,7 +2,7 @@
 
 WordLlama (harvest.embed) averages word vectors; this 6-layer transformer reads words in context,
 which finds a paper described in other words ("after seeing a few example structures in its
-prompt" for in-context learning). It costs about 45 ms a paper on 2 cores (WordLlama: under 1 ms),
+prompt" for in-context learning). It embeds 16-33 papers a second on 2 cores (WordLlama: 1,349),
 so papers are embedded by `ai4mat embed`, apart from the harvest, and search uses the vectors it
 finds.
 
@@ -11,7 +11,8 @@ its declared dependencies pull in torch, which this forward pass does not need),
 directory `ai4mat_minilm_model/` beside this file (where scripts/publish.sh puts them for the
 published site). They are used only if their SHA-256 matches the official model's; nothing is
 downloaded. Needs numpy, safetensors and tokenizers (WordLlama's own dependencies) and the standard
-library: the published site loads this file without the rest of the package.
+library (`Workers` also threadpoolctl): the published site loads this file without the rest of the
+package.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def encoder() -> Encoder | None:
 
 class Workers:
     """`encode(texts)` split over `count` processes, each using one BLAS thread; in this process
-    while `count` is 1. On 2 cores, two such processes embed twice as fast as one process (whose
+    while `count` is 1. On 2 cores, two such processes embed 1.5-2 times as fast as one process (whose
     OpenBLAS threads gain little on these small matrices), and two processes each with its own
     OpenBLAS threads ran five times slower than one (benchmarks/RESULTS.md)."""
 
