@@ -1,12 +1,15 @@
 """Related papers: the 10 nearest papers of every paper, derived only from stored papers.
 
-Similarity of two papers = (cosine of their tf-idf vectors + cosine of their WordLlama
-embeddings) / 2. tf-idf: porter-stemmed words of title and abstract (the FTS index's stems,
-so document frequencies come from its `fts5vocab`), sublinear tf, stop words dropped.
-Candidates are each paper's nearest papers by embedding (an HNSW index from usearch for the
+Similarity of two papers = half the cosine of their tf-idf vectors + a quarter each the cosines
+of their WordLlama and all-MiniLM-L6-v2 embeddings. tf-idf: porter-stemmed words of title and
+abstract (the FTS index's stems, so document frequencies come from its `fts5vocab`), sublinear
+tf, stop words dropped. A pair where a paper has no MiniLM vector yet (`ai4mat embed` runs after
+the harvest) uses WordLlama's cosine, shifted to MiniLM's scale, in its place; `ai4mat embed`
+then recomputes the lists of the papers it embedded.
+Candidates are each paper's nearest papers by WordLlama (an HNSW index from usearch for the
 full recompute; exact for the daily update), re-scored exactly with the combined similarity.
-On the 1,448 real papers this is more topic-coherent than either signal alone
-(benchmarks/search_quality.py).
+On the 1,448 real papers this is more topic-coherent than any one signal alone
+(benchmarks/related_coherence.py).
 """
 
 from __future__ import annotations
@@ -22,13 +25,18 @@ from typing import Callable, Iterable
 import numpy as np
 import sqlite_utils
 
-from . import embed
+from . import embed, minilm
 
 log = logging.getLogger(__name__)
 
 NEIGHBOURS = 10
 SAMPLE = 5000  # papers sampled to estimate common stems' frequencies in the daily update
 CANDIDATES = 50  # nearest papers by embedding, re-scored with tf-idf
+# MiniLM's cosines run lower than WordLlama's (0.454 against 0.599 over each paper's 50 nearest,
+# 1,448 real papers). With this shift, a paper without a MiniLM vector is named in related lists
+# as often as one with: half the papers' vectors removed, 49.4% of the rows name one of that half
+# (45.3% with a shift of 0.145, 60.2% with none).
+MINILM_OFFSET = 0.10
 BATCH = 2000
 _WORD = re.compile(r"[^\W_]+")
 STOP_WORDS = frozenset("""
@@ -133,6 +141,51 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(w * b.get(stem, 0.0) for stem, w in a.items())
 
 
+def combine(lexical: np.ndarray, wordllama: np.ndarray, minilm_cosine: np.ndarray) -> np.ndarray:
+    """The pair similarity: tf-idf 1/2, WordLlama 1/4, MiniLM 1/4. NaN in `minilm_cosine` (a
+    paper without a MiniLM vector) takes WordLlama's cosine minus MINILM_OFFSET instead."""
+    minilm_cosine = np.where(np.isnan(minilm_cosine), wordllama - MINILM_OFFSET, minilm_cosine)
+    return 0.5 * lexical + 0.25 * wordllama + 0.25 * minilm_cosine
+
+
+class MiniLMVectors:
+    """Stored all-MiniLM-L6-v2 vectors of some papers (int8 rows and their norms); `cosines`
+    gives NaN for a paper without one."""
+
+    def __init__(self, rows: dict[str, int], matrix: np.ndarray):
+        self.rows = rows
+        self.matrix = matrix
+        self.norms = np.maximum(np.linalg.norm(matrix.astype(np.float32), axis=1), 1e-9) if len(matrix) else np.zeros(0, np.float32)
+
+    @classmethod
+    def read(cls, db: sqlite_utils.Database, arxiv_ids: Iterable[str] | None = None) -> "MiniLMVectors":
+        """All stored vectors, or those of `arxiv_ids`."""
+        found: list[tuple[str, bytes]] = []
+        query = "SELECT arxiv_id, embedding FROM paper_embeddings_minilm"
+        if arxiv_ids is None:
+            found = db.execute(query).fetchall()
+        else:
+            wanted = sorted(set(arxiv_ids))
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                found += db.execute(f"{query} WHERE arxiv_id IN ({','.join('?' * len(part))})", part).fetchall()
+        rows = {arxiv_id: i for i, (arxiv_id, _) in enumerate(found)}
+        blobs = b"".join(blob for _, blob in found)
+        return cls(rows, np.frombuffer(blobs, dtype=np.int8).reshape(-1, minilm.DIM))
+
+    def cosines(self, arxiv_id: str, others: list[str]) -> np.ndarray:
+        out = np.full(len(others), np.nan, dtype=np.float32)
+        row = self.rows.get(arxiv_id)
+        if row is None:
+            return out
+        have = [(k, self.rows[other]) for k, other in enumerate(others) if other in self.rows]
+        if have:
+            positions, rows = map(np.asarray, zip(*have))
+            vector = self.matrix[row].astype(np.float32)
+            out[positions] = (self.matrix[rows].astype(np.float32) @ vector) / (self.norms[rows] * self.norms[row])
+        return out
+
+
 # ---------------------------------------------------------------- embeddings
 
 
@@ -232,6 +285,7 @@ def recompute_related(db: sqlite_utils.Database, *, threads: int = 2, log_every:
     log.info("related: candidates found in %.0f s", time.monotonic() - started)
 
     unit = _unit(matrix)
+    minilm_vectors = MiniLMVectors.read(db)
     dense = np.zeros(len(stem_ids), dtype=np.float32)
     rows = []
     last = time.monotonic()
@@ -248,9 +302,9 @@ def recompute_related(db: sqlite_utils.Database, *, threads: int = 2, log_every:
             lexical = np.add.reduceat(products, np.r_[0, np.cumsum(lengths)[:-1]]) if len(products) else np.zeros(len(chosen))
             lexical = np.where(lengths > 0, lexical, 0.0)
             semantic = unit[chosen] @ unit[i]
-            score = (lexical + semantic) / 2
-            order = np.argsort(-score, kind="stable")[:NEIGHBOURS]
-            rows += [(ids[i], ids[chosen[j]], rank, round(float(score[j]), 6)) for rank, j in enumerate(order, 1)]
+            similarity = combine(lexical, semantic, minilm_vectors.cosines(ids[i], [ids[c] for c in chosen]))
+            order = np.argsort(-similarity, kind="stable")[:NEIGHBOURS]
+            rows += [(ids[i], ids[chosen[j]], rank, round(float(similarity[j]), 6)) for rank, j in enumerate(order, 1)]
         dense[all_indices[start:end]] = 0.0
         if time.monotonic() - last > log_every:
             last = time.monotonic()
@@ -293,15 +347,16 @@ def update_related(db: sqlite_utils.Database, arxiv_ids: Iterable[str]) -> int:
     for start in range(0, len(targets), 256):
         block = target_unit[start : start + 256]
         similarity = _blocked(matrix, block)
+        nearest = {
+            arxiv_id: [j for j in np.argpartition(-similarity[:, column], min(CANDIDATES + 1, len(ids) - 1))[: CANDIDATES + 1] if ids[j] != arxiv_id]
+            for column, arxiv_id in enumerate(targets[start : start + 256])
+        }
+        minilm_vectors = MiniLMVectors.read(db, {ids[j] for js in nearest.values() for j in js} | set(nearest))
         for column, arxiv_id in enumerate(targets[start : start + 256]):
-            nearest = np.argpartition(-similarity[:, column], min(CANDIDATES + 1, len(ids) - 1))[: CANDIDATES + 1]
-            scored = []
-            for j in nearest:
-                other = ids[j]
-                if other == arxiv_id:
-                    continue
-                score = (_cosine(vector(arxiv_id), vector(other)) + float(similarity[j, column])) / 2
-                scored.append((round(score, 6), other))
+            others = [ids[j] for j in nearest[arxiv_id]]
+            lexical = np.asarray([_cosine(vector(arxiv_id), vector(other)) for other in others], dtype=np.float32)
+            scores = combine(lexical, similarity[nearest[arxiv_id], column], minilm_vectors.cosines(arxiv_id, others))
+            scored = [(round(float(s), 6), other) for s, other in zip(scores, others)]
             scored.sort(key=lambda item: (-item[0], item[1]))
             found[arxiv_id] = scored
     changed = set(targets)

