@@ -211,7 +211,7 @@ def relate(db_path: str, threads: int):
 @click.option("--workers", type=click.IntRange(min=1), default=min(2, os.cpu_count() or 1), show_default=True,
               help="Processes embedding in parallel (from the second batch on).")
 def embed(db_path: str, minutes: float | None, workers: int):
-    """Embed papers with all-MiniLM-L6-v2 for search, newest first (until then they rank without it)."""
+    """Embed papers with all-MiniLM-L6-v2 for search and related papers, newest first (until then they rank without it)."""
     from .minilm import ModelError
     from .store import embed_minilm
 

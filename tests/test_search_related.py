@@ -20,9 +20,11 @@ from click.testing import CliRunner
 
 from harvest.cli import cli
 from harvest.related import MINILM_OFFSET, NEIGHBOURS, combine, recompute_related, update_related
+from harvest import store as harvest_store
 from harvest.store import finish_run, open_db, save_papers, start_run
 
 from . import minilm_vectors
+from .conftest import rows
 from .test_site import datasette_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ai4mat"
@@ -325,6 +327,42 @@ def test_embed_gives_the_papers_it_embeds_the_lists_a_full_recompute_gives(real_
     assert (result.exit_code, result.stdout) == (0, "embed: 3 papers embedded with all-MiniLM-L6-v2; 0 still without\n")
     embedded = {arxiv_id: [r for r, _ in related] for arxiv_id, related in lists(open_db(path)).items() if arxiv_id in late}
     assert embedded == {arxiv_id: full[arxiv_id] for arxiv_id in late}
+
+
+def test_embed_recomputes_related_lists_every_relate_every_papers(real_db, tmp_path, monkeypatch):
+    """An interrupted `embed` has recomputed the lists of the papers embedded before its last
+    update; those embedded since keep their lists without MiniLM."""
+    path = tmp_path / "ai4mat.db"
+    shutil.copy(real_db, path)
+    db = open_db(path)
+    late = ["2512.04045", "2306.09375", "2306.04510", "2306.03989"]  # newest first, as embed goes
+    marks = ",".join("?" * len(late))
+    assert [a for (a,) in db.execute(f"select arxiv_id from papers where arxiv_id in ({marks}) order by rowid desc", late)] == late
+    with db.atomic():
+        db.execute(f"delete from paper_embeddings_minilm where arxiv_id in ({marks})", late)
+        recompute_related(db)
+    without = lists(db)
+    monkeypatch.setattr(harvest_store, "RELATE_EVERY", 2)
+    calls = []
+
+    def interrupt(_):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        harvest_store.embed_minilm(db, batch=1, progress=interrupt)
+    after = lists(db)
+    db.close()
+    full = lists(open_db(real_db, create=False, writable=False))
+    ids = lambda related: [r for r, _ in related]
+    # Newest first, one a batch: the first two were embedded and their lists recomputed; the
+    # third was embedded when the interruption came, before the next update; the fourth waits.
+    assert [ids(after[a]) == ids(full[a]) for a in late] == [True, True, False, False]
+    assert [after[a] == without[a] for a in late] == [False, False, True, True]
+    assert rows(path, f"select arxiv_id from paper_embeddings_minilm where arxiv_id in ({marks}) order by arxiv_id", late) == [
+        {"arxiv_id": a} for a in sorted(late[:3])
+    ]
 
 
 def test_a_pair_without_minilm_vectors_scores_wordllama_in_their_place():
