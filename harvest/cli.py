@@ -213,7 +213,7 @@ def relate(db_path: str, threads: int):
 def embed(db_path: str, minutes: float | None, workers: int):
     """Embed papers with all-MiniLM-L6-v2 for search and related papers, newest first (until then they rank without it)."""
     from .minilm import ModelError
-    from .store import embed_minilm
+    from .store import embed_minilm, papers_without_minilm
 
     papers, _ = _papers("embed", db_path) or (0, 0)
     if not papers:
@@ -221,7 +221,7 @@ def embed(db_path: str, minutes: float | None, workers: int):
         return
     try:
         with writing(db_path) as db:
-            bar = click.progressbar(length=papers, label="embed", show_eta=False, show_pos=True, file=sys.stderr)
+            bar = click.progressbar(length=papers_without_minilm(db), label="embed", show_eta=False, show_pos=True, file=sys.stderr)
             with bar:
                 embedded, left = embed_minilm(db, seconds=None if minutes is None else minutes * 60, workers=workers, progress=bar.update)
     except (StoreError, ModelError) as error:

@@ -882,11 +882,16 @@ def embed_minilm(
                 progress(len(page))
     with db.atomic():
         update_related(db, unrelated)
+    return done, papers_without_minilm(db)
+
+
+def papers_without_minilm(db: sqlite_utils.Database) -> int:
+    """How many papers `embed_minilm` has yet to embed."""
     (left,) = db.execute(
         "SELECT count(*) FROM papers p WHERE NOT EXISTS "
         "(SELECT 1 FROM paper_embeddings_minilm m WHERE m.arxiv_id = p.arxiv_id)"
     ).fetchone()
-    return done, left
+    return left
 
 
 def _arxiv_categories_apart(paper: dict) -> dict:
