@@ -4,8 +4,8 @@
 For each paper graded 2 by a `topic` query (search_dev.json, and search_judged.json), the share
 of its 10 neighbours that the same query judges relevant, with the neighbours taken from:
   - the shipped `related` table (as `ai4mat relate` / `enrich` wrote it);
-  - tf-idf cosine alone and WordLlama cosine alone, exact over every paper (the two signals the
-    shipped score averages, with harvest.related's own weighting);
+  - tf-idf cosine alone, WordLlama cosine alone and all-MiniLM-L6-v2 cosine alone, exact over
+    every paper (the three signals the shipped score weighs, with harvest.related's own weighting);
 and the ceiling: min(10, relevant papers - 1) / 10, what a perfect list could score (a narrow
 topic with 4 relevant papers cannot score above 0.3).
 """
@@ -32,6 +32,7 @@ def neighbour_lists(db: sqlite_utils.Database, arxiv_ids: list[str]) -> dict[str
     """For each paper, its 10 neighbours by each method."""
     ids, matrix = related._all_embeddings(db)
     unit = related._unit(matrix)
+    minilm_vectors = related.MiniLMVectors.read(db)
     position = {arxiv_id: i for i, arxiv_id in enumerate(ids)}
     frequency = related.DocumentFrequency(db)
     frequency.load_all()
@@ -45,8 +46,10 @@ def neighbour_lists(db: sqlite_utils.Database, arxiv_ids: list[str]) -> dict[str
         lexical = sorted(others, key=lambda other: -related._cosine(vectors[arxiv_id], vectors[other]))
         semantic = unit @ unit[position[arxiv_id]]
         dense = [ids[j] for j in np.argsort(-semantic, kind="stable") if ids[j] != arxiv_id]
+        in_context = minilm_vectors.cosines(arxiv_id, ids)
+        read = [ids[j] for j in np.argsort(-np.nan_to_num(in_context, nan=-2), kind="stable") if ids[j] != arxiv_id]
         shipped = [row[0] for row in db.execute("SELECT related_id FROM related WHERE arxiv_id = ? ORDER BY rank", [arxiv_id])]
-        lists[arxiv_id] = {"shipped": shipped[:10], "tf-idf": lexical[:10], "WordLlama": dense[:10]}
+        lists[arxiv_id] = {"shipped": shipped[:10], "tf-idf": lexical[:10], "WordLlama": dense[:10], "MiniLM": read[:10]}
     return lists
 
 
@@ -54,7 +57,7 @@ def coherence(db: sqlite_utils.Database, queries: list[dict]) -> dict[str, float
     topics = [query for query in queries if query["kind"] == "topic"]
     targets = [(query, arxiv_id) for query in topics for arxiv_id, grade in query["relevant"].items() if grade == 2]
     lists = neighbour_lists(db, sorted({arxiv_id for _, arxiv_id in targets}))
-    shares: dict[str, list[float]] = {"shipped": [], "tf-idf": [], "WordLlama": [], "ceiling": []}
+    shares: dict[str, list[float]] = {"shipped": [], "tf-idf": [], "WordLlama": [], "MiniLM": [], "ceiling": []}
     for query, arxiv_id in targets:
         relevant = query["relevant"]
         for method, neighbours in lists[arxiv_id].items():

@@ -155,7 +155,8 @@ class MiniLMVectors:
     def __init__(self, rows: dict[str, int], matrix: np.ndarray):
         self.rows = rows
         self.matrix = matrix
-        self.norms = np.maximum(np.linalg.norm(matrix.astype(np.float32), axis=1), 1e-9) if len(matrix) else np.zeros(0, np.float32)
+        # Squares summed as int32 (at most 384 x 127^2): no float copy of a million rows.
+        self.norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", matrix, matrix, dtype=np.int32)).astype(np.float32), 1e-9)
 
     @classmethod
     def read(cls, db: sqlite_utils.Database, arxiv_ids: Iterable[str] | None = None) -> "MiniLMVectors":

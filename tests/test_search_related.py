@@ -413,6 +413,6 @@ def test_quality_benchmarks_report_the_figures_in_results(real_db):
     assert [quality[label]["empty"] for label in ("dev", "heldout", "judged")] == [0, 0, 0]
     assert round(quality["coherence"], 3) == 0.58
     assert run("related_coherence.py") == {
-        "dev": {"papers": 60, "shipped": 0.58, "tf-idf": 0.453, "WordLlama": 0.433, "ceiling": 0.97},
-        "judged": {"papers": 79, "shipped": 0.397, "tf-idf": 0.346, "WordLlama": 0.295, "ceiling": 0.894},
+        "dev": {"papers": 60, "shipped": 0.58, "tf-idf": 0.453, "WordLlama": 0.433, "MiniLM": 0.437, "ceiling": 0.97},
+        "judged": {"papers": 79, "shipped": 0.397, "tf-idf": 0.346, "WordLlama": 0.295, "MiniLM": 0.303, "ceiling": 0.894},
     }
