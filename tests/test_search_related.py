@@ -32,10 +32,9 @@ LEFT_OUT = "2508.03775"  # 4D-PreNet: stored last, by a daily run, in the increm
 
 
 def real_papers() -> list[dict]:
-    papers = json.loads((FIXTURES / "papers.json").read_text(encoding="utf-8"))["papers"]
     return [
         {**paper, "abs_url": f"https://arxiv.org/abs/{paper['arxiv_id']}", "pdf_url": f"https://arxiv.org/pdf/{paper['arxiv_id']}"}
-        for paper in papers
+        for paper in minilm_vectors.papers()
     ]
 
 
