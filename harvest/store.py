@@ -819,8 +819,8 @@ def _store_embeddings(db: sqlite_utils.Database, papers: list[dict]) -> None:
 
 
 MINILM_BATCH = 64  # papers a transaction: 2-3 s of embedding on 2 cores
-# Embedded papers whose related lists are recomputed together: at 1M papers each update costs
-# ~5 s plus ~31 ms a paper (benchmarks/related_daily.py), about what embedding them took.
+# Embedded papers whose related lists are recomputed together: at 1M papers an update of 1,000
+# took 42.9 s (benchmarks/related_daily.py --papers 1000), about what embedding them takes.
 RELATE_EVERY = 1000
 
 
