@@ -177,16 +177,21 @@ class MiniLMVectors:
         blobs = b"".join(blob for _, blob in found)
         return cls(rows, np.frombuffer(blobs, dtype=np.int8).reshape(-1, minilm.DIM))
 
+    def rows_of(self, arxiv_ids: list[str]) -> np.ndarray:
+        """Each paper's row in `matrix`, -1 for a paper without a vector."""
+        return np.fromiter((self.rows.get(arxiv_id, -1) for arxiv_id in arxiv_ids), dtype=np.int64, count=len(arxiv_ids))
+
     def cosines(self, arxiv_id: str, others: list[str]) -> np.ndarray:
-        out = np.full(len(others), np.nan, dtype=np.float32)
-        row = self.rows.get(arxiv_id)
-        if row is None:
+        return self.cosines_between(self.rows.get(arxiv_id, -1), self.rows_of(others))
+
+    def cosines_between(self, row: int, rows: np.ndarray) -> np.ndarray:
+        """Cosines of the vector at `row` with those at `rows` (as `rows_of` gives them)."""
+        out = np.full(len(rows), np.nan, dtype=np.float32)
+        have = rows >= 0
+        if row < 0 or not have.any():
             return out
-        have = [(k, self.rows[other]) for k, other in enumerate(others) if other in self.rows]
-        if have:
-            positions, rows = map(np.asarray, zip(*have))
-            vector = self.matrix[row].astype(np.float32)
-            out[positions] = (self.matrix[rows].astype(np.float32) @ vector) / (self.norms[rows] * self.norms[row])
+        vector = self.matrix[row].astype(np.float32)
+        out[have] = (self.matrix[rows[have]].astype(np.float32) @ vector) / (self.norms[rows[have]] * self.norms[row])
         return out
 
 
@@ -290,6 +295,7 @@ def recompute_related(db: sqlite_utils.Database, *, threads: int = 2, log_every:
 
     unit = _unit(matrix)
     minilm_vectors = MiniLMVectors.read(db)
+    minilm_rows = minilm_vectors.rows_of(ids)  # once: not a million lists of ids to look up
     dense = np.zeros(len(stem_ids), dtype=np.float32)
     rows = []
     last = time.monotonic()
@@ -306,7 +312,7 @@ def recompute_related(db: sqlite_utils.Database, *, threads: int = 2, log_every:
             lexical = np.add.reduceat(products, np.r_[0, np.cumsum(lengths)[:-1]]) if len(products) else np.zeros(len(chosen))
             lexical = np.where(lengths > 0, lexical, 0.0)
             semantic = unit[chosen] @ unit[i]
-            similarity = combine(lexical, semantic, minilm_vectors.cosines(ids[i], [ids[c] for c in chosen]))
+            similarity = combine(lexical, semantic, minilm_vectors.cosines_between(minilm_rows[i], minilm_rows[chosen]))
             order = np.argsort(-similarity, kind="stable")[:NEIGHBOURS]
             rows += [(ids[i], ids[chosen[j]], rank, round(float(similarity[j]), 6)) for rank, j in enumerate(order, 1)]
         dense[all_indices[start:end]] = 0.0
