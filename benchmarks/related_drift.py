@@ -28,6 +28,24 @@ import sqlite_utils  # noqa: E402
 from harvest.related import recompute_related, update_related  # noqa: E402
 
 
+def day(db: sqlite_utils.Database, papers: int) -> None:
+    """Hide the newest `papers` papers, recompute every list, then bring them back as a day does."""
+    new = [a for (a,) in db.execute("SELECT arxiv_id FROM papers ORDER BY rowid DESC LIMIT ?", [papers])]
+    marks = ",".join("?" * len(new))
+    wordllama = db.execute(f"SELECT arxiv_id, model, embedding FROM paper_embeddings WHERE arxiv_id IN ({marks})", new).fetchall()
+    minilm = db.execute(f"SELECT arxiv_id, model, embedding FROM paper_embeddings_minilm WHERE arxiv_id IN ({marks})", new).fetchall()
+    with db.conn:
+        db.execute(f"DELETE FROM paper_embeddings WHERE arxiv_id IN ({marks})", new)
+        db.execute(f"DELETE FROM paper_embeddings_minilm WHERE arxiv_id IN ({marks})", new)
+    recompute_related(db)
+    with db.conn:  # the harvest: WordLlama vectors, no MiniLM vector yet
+        db.conn.executemany("INSERT INTO paper_embeddings (arxiv_id, model, embedding) VALUES (?, ?, ?)", wordllama)
+        update_related(db, new)
+    with db.conn:  # ai4mat embed
+        db.conn.executemany("INSERT INTO paper_embeddings_minilm (arxiv_id, model, embedding) VALUES (?, ?, ?)", minilm)
+        update_related(db, new)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True)
@@ -35,40 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dev = json.loads((search_quality.FIXTURES / "search_dev.json").read_text(encoding="utf-8"))["queries"]
     judged = json.loads(search_quality.JUDGED.read_text(encoding="utf-8"))["queries"]
+    report, rows = {}, {}
     with tempfile.TemporaryDirectory() as work:
-        report = {}
-        for name in ("full", "daily"):
+        for name, make in (("full", recompute_related), ("daily", lambda db: day(db, args.papers))):
             path = Path(work) / f"{name}.db"
             shutil.copy(args.db, path)
             db = sqlite_utils.Database(path)
-            if name == "full":
-                recompute_related(db)
-            else:
-                new = [a for (a,) in db.execute("SELECT arxiv_id FROM papers ORDER BY rowid DESC LIMIT ?", [args.papers])]
-                marks = ",".join("?" * len(new))
-                wordllama = db.execute(f"SELECT arxiv_id, model, embedding FROM paper_embeddings WHERE arxiv_id IN ({marks})", new).fetchall()
-                minilm = db.execute(f"SELECT arxiv_id, model, embedding FROM paper_embeddings_minilm WHERE arxiv_id IN ({marks})", new).fetchall()
-                with db.conn:
-                    db.execute(f"DELETE FROM paper_embeddings WHERE arxiv_id IN ({marks})", new)
-                    db.execute(f"DELETE FROM paper_embeddings_minilm WHERE arxiv_id IN ({marks})", new)
-                recompute_related(db)
-                with db.conn:  # the harvest: WordLlama vectors, no MiniLM vector yet
-                    db.conn.executemany("INSERT INTO paper_embeddings (arxiv_id, model, embedding) VALUES (?, ?, ?)", wordllama)
-                    update_related(db, new)
-                with db.conn:  # ai4mat embed
-                    db.conn.executemany("INSERT INTO paper_embeddings_minilm (arxiv_id, model, embedding) VALUES (?, ?, ?)", minilm)
-                    update_related(db, new)
-            rows = set(db.execute("SELECT arxiv_id, related_id FROM related").fetchall())
-            report[name] = {
-                "dev": related_coherence.coherence(db, dev)["shipped"],
-                "judged": related_coherence.coherence(db, judged)["shipped"],
-                "rows": rows,
-            }
+            make(db)
+            report[name] = {"dev": related_coherence.coherence(db, dev)["shipped"], "judged": related_coherence.coherence(db, judged)["shipped"]}
+            rows[name] = set(db.execute("SELECT arxiv_id, related_id FROM related").fetchall())
             db.close()
-    differing = len(report["full"]["rows"] - report["daily"]["rows"])
-    print(json.dumps({
-        name: {"dev": r["dev"], "judged": r["judged"]} for name, r in report.items()
-    } | {"rows differing": differing, "rows": len(report["full"]["rows"])}, indent=1))
+    report |= {"rows differing": len(rows["full"] - rows["daily"]), "rows": len(rows["full"])}
+    print(json.dumps(report, indent=1))
     return 0
 
 

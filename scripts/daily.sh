@@ -113,8 +113,9 @@ if [ -n "${GITHUB_OUTPUT:-}" ]; then
 fi
 
 # Today's papers (and, within the budget, older ones) get their all-MiniLM-L6-v2 vectors for
-# search: about 30 papers a second on 2 cores. Papers without one still rank by words, WordLlama
-# and tags; a failure (the model not installed) only warns.
+# search and related papers (their lists are recomputed with them): about 30 papers a second on
+# 2 cores. Papers without one still rank by words, WordLlama and tags; a failure (the model not
+# installed) only warns.
 if ! ai4mat embed --db "$db" --minutes "${AI4MAT_EMBED_MINUTES:-20}" >&2; then
   log "embedding papers for search failed (above); papers not embedded rank without it"
   echo "::warning title=embedding failed::papers without an all-MiniLM-L6-v2 vector rank without it"
