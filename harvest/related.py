@@ -309,8 +309,8 @@ def recompute_related(db: sqlite_utils.Database, *, threads: int = 2, log_every:
             lengths = ends - starts
             gather = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if lengths.sum() else np.zeros(0, np.int64)
             products = dense[all_indices[gather]] * all_values[gather]
-            lexical = np.add.reduceat(products, np.r_[0, np.cumsum(lengths)[:-1]]) if len(products) else np.zeros(len(chosen))
-            lexical = np.where(lengths > 0, lexical, 0.0)
+            # Per-candidate sums; a candidate without weighted stems (every stem its own) sums to 0.
+            lexical = np.bincount(np.repeat(np.arange(len(chosen)), lengths), weights=products, minlength=len(chosen))
             semantic = unit[chosen] @ unit[i]
             similarity = combine(lexical, semantic, minilm_vectors.cosines_between(minilm_rows[i], minilm_rows[chosen]))
             order = np.argsort(-similarity, kind="stable")[:NEIGHBOURS]

@@ -371,6 +371,35 @@ def test_a_pair_without_minilm_vectors_scores_wordllama_in_their_place():
     assert combine(lexical, wordllama, np.array([0.6, np.nan])).round(6).tolist() == [0.55, 0.58]
 
 
+def test_a_full_recompute_scores_a_paper_without_shared_words_by_meaning_alone(tmp_path):
+    """A paper whose every word is its own (common in a young dataset) has no tf-idf weights:
+    its pairs score 0 for words, in the full recompute as in the daily update (the full
+    recompute once failed with an IndexError when such a paper ended another's candidates)."""
+    papers = real_papers()[:12]
+    lone = {**papers[0], "arxiv_id": "2611.99999", "title": "Zyxqv wombles", "summary": "Quorbling flimsents."}
+    path = tmp_path / "ai4mat.db"
+    store(path, papers + [lone])
+    insert_minilm_vectors(path, [p["arxiv_id"] for p in papers])
+    db = open_db(path)
+    recompute_related(db)
+    full = lists(db)
+    with db.atomic():
+        db.execute("delete from related")
+        assert update_related(db, [p["arxiv_id"] for p in papers + [lone]]) == 13
+    daily = lists(db)
+    assert sorted(full) == sorted(daily) == sorted(p["arxiv_id"] for p in papers + [lone])
+    for arxiv_id in full:
+        assert len(full[arxiv_id]) == NEIGHBOURS
+        assert [r for r, _ in full[arxiv_id]] == [r for r, _ in daily[arxiv_id]]
+        assert [s for _, s in full[arxiv_id]] == pytest.approx([s for _, s in daily[arxiv_id]], abs=2e-6)
+    # Its own list: no words in common, no MiniLM vector yet, so 1/4 WordLlama + 1/4 (WordLlama - offset).
+    vectors = {a: np.frombuffer(b, dtype=np.int8).astype(np.float64) for a, b in db.execute("select arxiv_id, embedding from paper_embeddings")}
+    unit = {a: v / np.linalg.norm(v) for a, v in vectors.items()}
+    assert [s for _, s in full[lone["arxiv_id"]]] == pytest.approx(
+        [0.5 * float(unit[lone["arxiv_id"]] @ unit[r]) - 0.25 * MINILM_OFFSET for r, _ in full[lone["arxiv_id"]]], abs=2e-6
+    )
+
+
 def lists(db) -> dict[str, list[tuple[str, float]]]:
     out: dict[str, list[tuple[str, float]]] = {}
     for arxiv_id, related_id, score in db.execute("select arxiv_id, related_id, score from related order by arxiv_id, rank"):
