@@ -18,6 +18,8 @@
 #   AI4MAT_DB               the database file (default ai4mat.db).
 #   AI4MAT_DOWNLOAD_RETRIES retries of that download on a transient error (default 3).
 #   AI4MAT_EMBED_MINUTES    the budget for embedding papers for search (default 20); the rest waits.
+#   AI4MAT_RELATE_WEEKDAY   the day of the week (UTC, 1 = Monday ... 7 = Sunday; default 7) on which
+#                           every paper's related list is recomputed in full; 0: never.
 #   PYTHON                  the interpreter with ai4mat installed (default python3): the integrity
 #                           check, and where the site files are.
 #   GITHUB_OUTPUT           (set by GitHub Actions) receives harvest_failed=true|false, so the
@@ -30,6 +32,12 @@ db="${AI4MAT_DB:-ai4mat.db}"
 log() { echo "daily: $*" >&2; }
 
 stop() { rm -f "$db.download" "$db.download.sha256"; log "$*"; exit 1; }
+
+relate_weekday="${AI4MAT_RELATE_WEEKDAY:-7}"
+case "$relate_weekday" in
+  [0-7]) ;;
+  *) stop "AI4MAT_RELATE_WEEKDAY must be a day of the week from 1 (Monday) to 7 (Sunday), or 0 for never; got '$relate_weekday'" ;;
+esac
 
 # download URL FILE: prints the HTTP status; fails only when no answer came at all.
 download() {
@@ -119,6 +127,18 @@ fi
 if ! ai4mat embed --db "$db" --minutes "${AI4MAT_EMBED_MINUTES:-20}" >&2; then
   log "embedding papers for search failed (above); papers not embedded rank without it"
   echo "::warning title=embedding failed::papers without an all-MiniLM-L6-v2 vector rank without it"
+fi
+
+# Each day's papers enter the related lists incrementally, and a list never learns which paper
+# should replace one of its ten whose score fell: once a week every list is recomputed exactly
+# (`ai4mat relate`: 17 min at a million papers, benchmarks/RESULTS.md), in one transaction. A
+# failure leaves the lists as they were and only warns.
+if [ "$(date -u +%u)" = "$relate_weekday" ]; then
+  log "recomputing every paper's related list (weekly, on day $relate_weekday)"
+  if ! ai4mat relate --db "$db" >&2; then
+    log "recomputing the related papers failed (above); the lists stay as the daily updates left them"
+    echo "::warning title=related recompute failed::related lists keep their daily updates until the next weekly recompute"
+  fi
 fi
 
 ai4mat readme --db "$db"

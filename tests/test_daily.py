@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -107,8 +108,19 @@ def daily(workdir: Path, fake: FakeArxiv, previous_url: str | None = None, **ext
     env["AI4MAT_DOWNLOAD_RETRIES"] = "0"
     if previous_url is not None:
         env["AI4MAT_PREVIOUS_DB_URL"] = previous_url
+    # The weekly recompute of the related lists runs only where a test asks for it.
+    env["AI4MAT_RELATE_WEEKDAY"] = str(not_today())
     env.update(extra_env)
     return subprocess.run(["bash", str(DAILY)], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
+def today() -> int:
+    """Today's day of the week as daily.sh reads it (UTC, 1 = Monday ... 7 = Sunday)."""
+    return datetime.now(timezone.utc).isoweekday()
+
+
+def not_today() -> int:
+    return today() % 7 + 1
 
 
 def test_first_run_without_a_previous_database_starts_empty(workdir, fake_arxiv):
@@ -167,6 +179,45 @@ def test_papers_tagged_by_an_older_vocabulary_are_retagged_before_the_harvest(wo
     # The next day nothing is stale: nothing is rewritten.
     result = daily(workdir, fake_arxiv)
     assert f"enrich: every paper is tagged with vocabulary {version}; nothing to do" in result.stderr.splitlines()
+
+
+def test_related_lists_are_recomputed_in_full_on_the_weekly_day_only(workdir, fake_arxiv):
+    fake_arxiv.papers = [FIRST, SECOND_V1, OLD_STYLE, FOURTH]
+    assert daily(workdir, fake_arxiv).returncode == 0
+    db = workdir / "ai4mat.db"
+    exact = rows(db, "select * from related order by arxiv_id, rank")
+    assert len(exact) == 4 * 3
+    # Lists the daily updates left behind: one paper's list lost, the others' scores stale.
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM related WHERE arxiv_id = ?", [FIRST["arxiv_id"]])
+        conn.execute("UPDATE related SET score = 0.5")
+    conn.close()
+    drifted = rows(db, "select * from related order by arxiv_id, rank")
+    result = daily(workdir, fake_arxiv)
+    assert result.returncode == 0, result.stderr
+    assert not any(line.startswith("relate:") for line in result.stderr.splitlines())
+    assert rows(db, "select * from related order by arxiv_id, rank") == drifted
+    result = daily(workdir, fake_arxiv, AI4MAT_RELATE_WEEKDAY=str(today()))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "harvest: 0 new, 0 updated, 4 unchanged (1 request)", result.stderr
+    lines = result.stderr.splitlines()
+    start = lines.index(f"daily: recomputing every paper's related list (weekly, on day {today()})")
+    assert lines[start + 1] == "relate: 0 papers embedded, related papers of 4 papers recomputed", result.stderr
+    assert rows(db, "select * from related order by arxiv_id, rank") == exact
+
+
+@pytest.mark.parametrize("weekday", ["8", "sunday", "-1"])
+def test_a_weekday_that_is_not_one_stops_the_job_before_harvesting(workdir, fake_arxiv, weekday):
+    fake_arxiv.papers = [FIRST]
+    result = daily(workdir, fake_arxiv, AI4MAT_RELATE_WEEKDAY=weekday)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "daily: AI4MAT_RELATE_WEEKDAY must be a day of the week from 1 (Monday) to 7 (Sunday), "
+        f"or 0 for never; got '{weekday}'\n"
+    )
+    assert not (workdir / "ai4mat.db").exists()
+    assert fake_arxiv.requests == []
 
 
 def test_next_run_continues_the_previous_release(workdir, fake_arxiv, release, tmp_path_factory, client_for):
