@@ -309,8 +309,10 @@ def recompute_related(db: sqlite_utils.Database, *, threads: int = 2, log_every:
             lengths = ends - starts
             gather = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if lengths.sum() else np.zeros(0, np.int64)
             products = dense[all_indices[gather]] * all_values[gather]
-            # Per-candidate sums; a candidate without weighted stems (every stem its own) sums to 0.
-            lexical = np.bincount(np.repeat(np.arange(len(chosen)), lengths), weights=products, minlength=len(chosen))
+            # Per-candidate sums. A candidate without weighted stems (every stem its own) has an empty
+            # run: its offset may equal len(products), hence the padding zero; np.where gives it 0.
+            sums = np.add.reduceat(np.append(products, np.float32(0)), np.r_[0, np.cumsum(lengths)[:-1]])
+            lexical = np.where(lengths > 0, sums, 0.0)
             semantic = unit[chosen] @ unit[i]
             similarity = combine(lexical, semantic, minilm_vectors.cosines_between(minilm_rows[i], minilm_rows[chosen]))
             order = np.argsort(-similarity, kind="stable")[:NEIGHBOURS]
