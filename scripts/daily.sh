@@ -131,7 +131,7 @@ fi
 
 # Each day's papers enter the related lists incrementally, and a list never learns which paper
 # should replace one of its ten whose score fell: once a week every list is recomputed exactly
-# (`ai4mat relate`: 17 min at a million papers, benchmarks/RESULTS.md), in one transaction. A
+# (`ai4mat relate`: 15.6 min at a million papers, benchmarks/RESULTS.md), in one transaction. A
 # failure leaves the lists as they were and only warns.
 if [ "$(date -u +%u)" = "$relate_weekday" ]; then
   log "recomputing every paper's related list (weekly, on day $relate_weekday)"
