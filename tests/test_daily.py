@@ -197,11 +197,12 @@ def test_related_lists_are_recomputed_in_full_on_the_weekly_day_only(workdir, fa
     assert result.returncode == 0, result.stderr
     assert not any(line.startswith("relate:") for line in result.stderr.splitlines())
     assert rows(db, "select * from related order by arxiv_id, rank") == drifted
-    result = daily(workdir, fake_arxiv, AI4MAT_RELATE_WEEKDAY=str(today()))
+    weekday = today()  # read once: the run and the expected line name the same day, even at midnight
+    result = daily(workdir, fake_arxiv, AI4MAT_RELATE_WEEKDAY=str(weekday))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "harvest: 0 new, 0 updated, 4 unchanged (1 request)", result.stderr
     lines = result.stderr.splitlines()
-    start = lines.index(f"daily: recomputing every paper's related list (weekly, on day {today()})")
+    start = lines.index(f"daily: recomputing every paper's related list (weekly, on day {weekday})")
     assert lines[start + 1] == "relate: 0 papers embedded, related papers of 4 papers recomputed", result.stderr
     assert rows(db, "select * from related order by arxiv_id, rank") == exact
 
